@@ -1,0 +1,3 @@
+from privattrib.cli import main
+
+main()
