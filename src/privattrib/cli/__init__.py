@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from privattrib.cli import attacks, data, experiments, gan, images
+from privattrib.cli import attacks, data, experiments, gan, images, methods
 
 app = typer.Typer(
     name="privattrib",
@@ -31,7 +31,7 @@ def version() -> None:
     typer.echo(f"privattrib {privattrib.__version__}, torch {torch.__version__}, numpy {numpy.__version__}")
 
 
-for _module in (images, data, gan, experiments, attacks):
+for _module in (methods, images, data, gan, experiments, attacks):
     _module.register(app)
 
 
