@@ -1,0 +1,405 @@
+"""Empirical differential-privacy audit of an obfuscation mechanism.
+
+The audit turns a distinguishing test into a statistically valid *lower* bound on epsilon
+(Jagielski, Ullman, Oprea 2020; Nasr et al. 2021): for any epsilon-DP mechanism M and any test T
+that says "B" or "A" after seeing M(x),
+
+    FPR = P[T(M(x_A)) = B],  FNR = P[T(M(x_B)) = A],
+    (1 - FNR) <= e^eps * FPR   and   (1 - FPR) <= e^eps * FNR,
+
+so with one-sided Clopper-Pearson upper bounds FPR_u and FNR_u (each at level 1 - alpha/2, a
+Bonferroni split, so both hold together with probability >= 1 - alpha)
+
+    eps_lb = max(log((1 - FNR_u) / FPR_u), log((1 - FPR_u) / FNR_u))
+
+is below the true epsilon with probability >= 1 - alpha. A correct mechanism's bound therefore
+never exceeds its claim (except with probability alpha); a bound above the claim is evidence of a bug.
+
+The neighbouring pair is chosen to move one cell as far as the neighbourhood allows: images
+x_A (all zero) and x_B that differ in exactly ``m`` pixels (0 -> 255 in every channel), all inside
+an *edge* cell with as few pixels n >= m as the cell grid allows. Its mean then moves by 255*m/n,
+which is exactly the sensitivity the correct Laplace scale C*255*m/(n*eps) is calibrated for, so
+the audit is tight for a correct mechanism and an implementation that calibrates edge cells as full
+b*b cells (scale too small by n/(b*b)) is caught.
+
+Test statistic: the mean output over the target cell (post-processing of the noisy cell mean for
+pixel mechanisms; for DP-Blur the blur spreads the cell over its neighbours, the bound stays valid
+but is loose). The threshold and the direction of the test are chosen on one half of the draws and
+the error rates are measured on the other half, so the choice does not bias the bound.
+
+Draws are vectorised: the mechanism is called on batches of copies of the same image with distinct
+keys, so each copy gets independent noise (noise is a function of (seed, key)).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = [
+    "AuditResult",
+    "NeighbourPair",
+    "UnauditableMechanism",
+    "audit",
+    "clopper_pearson_upper",
+    "epsilon_lower_bound",
+    "neighbouring_pair",
+]
+
+
+class UnauditableMechanism(ValueError):
+    """The mechanism makes no claim this audit can test (e.g. d_X-privacy of SVD-MP)."""
+
+
+@dataclass
+class NeighbourPair:
+    """Two neighbouring images for an m-pixel neighbourhood on a b x b cell grid.
+
+    Attributes:
+        image_a: uint8 C x H x W, all zero.
+        image_b: uint8 C x H x W, ``image_a`` with ``changed_pixels`` pixels set to 255 in every channel.
+        changed_pixels: number of pixels (C-vectors) that differ, at most m.
+        cell: (y0, y1, x0, x1) of the target cell, end exclusive.
+        cell_pixels: n, the number of pixels of the target cell.
+        mean_shift: how far the target cell's mean moves, 255 * changed_pixels / n.
+    """
+
+    image_a: np.ndarray
+    image_b: np.ndarray
+    changed_pixels: int
+    cell: tuple[int, int, int, int]
+    cell_pixels: int
+    mean_shift: float
+
+    def describe(self) -> dict:
+        c, h, w = self.image_a.shape
+        return {
+            "image_shape": [c, h, w],
+            "changed_pixels": self.changed_pixels,
+            "target_cell": list(self.cell),
+            "target_cell_pixels": self.cell_pixels,
+            "target_cell_mean_shift": self.mean_shift,
+            "pair": "x_A all 0; x_B = x_A with changed_pixels pixels of the target edge cell set to 255",
+        }
+
+
+def neighbouring_pair(
+    b: int, m: int, *, channels: int = 1, min_height: int | None = None, min_width: int | None = None
+) -> NeighbourPair:
+    """Build the worst-case neighbouring pair for DP-Pix-style mechanisms.
+
+    The canvas is ``H = ceil(min_height / b) * b`` rows (full cells vertically) and
+    ``W = q * b + w`` columns, whose last cell column has width ``w = ceil(m / b)`` (the smallest
+    edge width whose cells still hold m pixels). The target is the top cell of that last column,
+    with ``n = b * w >= m`` pixels (``n == m`` when b divides m). When ``m > b * b`` no cell holds
+    m pixels; the target is then a full cell, entirely flipped (``changed_pixels = b * b < m``).
+
+    Args:
+        b: cell size, >= 1.
+        m: neighbourhood size in pixels, >= 1.
+        channels: C, 1 or 3.
+        min_height, min_width: smallest canvas (e.g. larger than a blur kernel); default one cell.
+
+    Returns:
+        The pair, images uint8 C x H x W.
+    """
+    if b < 1 or m < 1:
+        raise ValueError(f"b and m must be >= 1, got b={b}, m={m}")
+    if channels < 1:
+        raise ValueError(f"channels must be >= 1, got {channels}")
+    edge_width = min(b, math.ceil(m / b))
+    min_height = max(b, min_height or b)
+    min_width = max(b + edge_width, min_width or 0)
+    height = math.ceil(min_height / b) * b
+    full_columns = max(1, math.ceil((min_width - edge_width) / b))
+    width = full_columns * b + edge_width
+    y0, y1, x0, x1 = 0, b, full_columns * b, width
+    n = (y1 - y0) * (x1 - x0)
+    changed = min(m, n)
+    image_a = np.zeros((channels, height, width), dtype=np.uint8)
+    image_b = image_a.copy()
+    cell_view = image_b[:, y0:y1, x0:x1].reshape(channels, -1)  # row-major inside the cell
+    cell_view[:, :changed] = 255
+    image_b[:, y0:y1, x0:x1] = cell_view.reshape(channels, y1 - y0, x1 - x0)
+    return NeighbourPair(image_a, image_b, changed, (y0, y1, x0, x1), n, 255.0 * changed / n)
+
+
+def clopper_pearson_upper(errors: np.ndarray | int, trials: int, alpha: float) -> np.ndarray:
+    """One-sided Clopper-Pearson upper bound on a binomial rate at level ``1 - alpha``.
+
+    Args:
+        errors: observed counts (any shape), 0 <= errors <= trials.
+        trials: number of draws.
+        alpha: error probability of the bound, in (0, 1).
+
+    Returns:
+        float64 array of the same shape: p_u with P[p <= p_u] >= 1 - alpha.
+    """
+    from scipy.stats import beta
+
+    errors = np.asarray(errors, dtype=np.float64)
+    upper = beta.ppf(1.0 - alpha, errors + 1.0, np.maximum(trials - errors, 1e-12))
+    return np.where(errors >= trials, 1.0, upper)
+
+
+def epsilon_lower_bound(fpr_upper: np.ndarray | float, fnr_upper: np.ndarray | float) -> np.ndarray:
+    """``max(log((1-FNR_u)/FPR_u), log((1-FPR_u)/FNR_u), 0)``, elementwise."""
+    fpr_upper = np.asarray(fpr_upper, dtype=np.float64)
+    fnr_upper = np.asarray(fnr_upper, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        one = np.log(np.clip(1.0 - fnr_upper, 0.0, None)) - np.log(fpr_upper)
+        two = np.log(np.clip(1.0 - fpr_upper, 0.0, None)) - np.log(fnr_upper)
+    best = np.fmax(one, two)
+    return np.where(np.isfinite(best) & (best > 0), best, 0.0)
+
+
+def _threshold_tests(scores_a: np.ndarray, scores_b: np.ndarray, thresholds: np.ndarray):
+    """Error counts of the tests "say B when score >= t" (up) and "say B when score <= t" (down)."""
+    sa, sb = np.sort(scores_a), np.sort(scores_b)
+    na, nb = len(sa), len(sb)
+    # up: FP = #A >= t, FN = #B < t ; down: FP = #A <= t, FN = #B > t
+    a_below = np.searchsorted(sa, thresholds, side="left")
+    b_below = np.searchsorted(sb, thresholds, side="left")
+    a_at_or_below = np.searchsorted(sa, thresholds, side="right")
+    b_at_or_below = np.searchsorted(sb, thresholds, side="right")
+    up = (na - a_below, b_below)
+    down = (a_at_or_below, nb - b_at_or_below)
+    return up, down
+
+
+@dataclass
+class AuditResult:
+    """What one audit found. ``epsilon_lower_bound`` holds with probability >= ``confidence``."""
+
+    method: dict
+    spec: str
+    claimed_epsilon: float | None
+    epsilon_lower_bound: float
+    violated: bool
+    trials: int
+    confidence: float
+    test: dict
+    fpr: float
+    fnr: float
+    fpr_upper: float
+    fnr_upper: float
+    pair: dict
+    seed: int
+    wall_s: float
+    draws_per_s: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _cell_means(outputs, cell: tuple[int, int, int, int]):
+    y0, y1, x0, x1 = cell
+    return outputs[:, :, y0:y1, x0:x1].float().mean(dim=(1, 2, 3))
+
+
+def _draw_scores(
+    mechanism: Callable,
+    image: np.ndarray,
+    *,
+    trials: int,
+    seed: int,
+    key_prefix: str,
+    cell: tuple[int, int, int, int],
+    device,
+    batch_size: int,
+    progress_cb: Callable[[int], None] | None,
+) -> np.ndarray:
+    import torch
+
+    base = torch.from_numpy(np.ascontiguousarray(image)).to(device)
+    scores = np.empty(trials, dtype=np.float64)
+    done = 0
+    while done < trials:
+        count = min(batch_size, trials - done)
+        batch = base.unsqueeze(0).expand(count, *base.shape).contiguous()
+        keys = [f"{key_prefix}/{i}" for i in range(done, done + count)]
+        out = mechanism(batch, seed=seed, keys=keys)
+        if not isinstance(out, torch.Tensor):
+            out = torch.as_tensor(np.asarray(out))
+        if tuple(out.shape) != tuple(batch.shape):
+            raise ValueError(f"mechanism returned shape {tuple(out.shape)} for input {tuple(batch.shape)}")
+        scores[done : done + count] = _cell_means(out, cell).double().cpu().numpy()
+        done += count
+        if progress_cb is not None:
+            progress_cb(count)
+    return scores
+
+
+def _describe(mechanism) -> dict:
+    describe = getattr(mechanism, "describe", None)
+    if callable(describe):
+        try:
+            return dict(describe())
+        except Exception as exc:  # a broken describe() must not hide the audit result
+            return {"name": getattr(mechanism, "name", "?"), "describe_error": repr(exc)}
+    return {"name": getattr(mechanism, "name", "?"), "params": dict(getattr(mechanism, "params", {}) or {})}
+
+
+def audit(
+    mechanism: Any,
+    *,
+    trials: int = 50_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    channels: int = 1,
+    min_size: int | None = None,
+    device: str = "auto",
+    batch_size: int = 8192,
+    progress: bool = False,
+) -> AuditResult:
+    """Audit a DP obfuscation empirically and return a lower bound on its epsilon.
+
+    Args:
+        mechanism: a spec string (``"dp-pix:b=16,m=16,epsilon=0.5"``) or an object with
+            ``__call__(images, seed=, keys=)`` on uint8 torch N x C x H x W, ``name``, ``params``
+            (with ``b`` and ``m`` for the cell grid; ``m`` defaults to 1 for mechanisms without a
+            neighbourhood parameter) and ``epsilon`` (None when the method claims no DP).
+        trials: draws of the mechanism on EACH of the two images (>= 200); half choose the
+            test, half measure its error rates.
+        confidence: 1 - alpha of the final bound, in (0, 1).
+        seed: obfuscation seed; draw i on image A uses key ``"audit/A/i"``.
+        channels: C of the pair (the DP-Pix sensitivity is C*255*m).
+        min_size: smallest canvas side (defaults: one cell; 32 px for blurring methods).
+        device: where the mechanism runs (``"auto"``, ``"cpu"``, ``"cuda"``).
+        batch_size: draws per mechanism call.
+        progress: show a rich progress bar.
+
+    Returns:
+        An :class:`AuditResult`; ``violated`` is True when the bound exceeds the claim.
+
+    Raises:
+        UnauditableMechanism: for d_X-private methods (``svd-mp``), whose epsilon is per unit of
+            a metric on singular values, not an m-pixel neighbourhood epsilon.
+        ValueError: bad parameters.
+    """
+    import torch
+
+    from privattrib.common import resolve_device
+
+    if isinstance(mechanism, str):
+        from privattrib.obfuscation import make
+
+        mechanism = make(mechanism)
+    if trials < 200:
+        raise ValueError(f"trials must be >= 200 (half select the test, half measure it), got {trials}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    name = str(getattr(mechanism, "name", ""))
+    params = dict(getattr(mechanism, "params", {}) or {})
+    info = _describe(mechanism)
+    notion = str(info.get("privacy", info.get("privacy_notion", ""))).lower()
+    if name.startswith("svd") or "d_x" in notion:
+        raise UnauditableMechanism(
+            f"{name or 'this method'} claims d_X-privacy (epsilon per unit of the L2 distance between the "
+            "top-k singular values, with the input's singular vectors released un-noised), not epsilon-DP "
+            "for m-pixel neighbours; there is no neighbourhood epsilon to audit. Two images that differ in "
+            "a few pixels also differ in their singular vectors, which this mechanism does not protect."
+        )
+    claimed = getattr(mechanism, "epsilon", None)
+    claimed = None if claimed is None else float(claimed)
+    notes: list[str] = []
+    b = int(params.get("b", 1))
+    m = int(params.get("m", 1))
+    if "m" not in params:
+        notes.append("method has no neighbourhood parameter m; audited with m = 1 (a one-pixel change)")
+    if claimed is None:
+        notes.append("method claims no differential privacy; the bound shows how distinguishable it is")
+    blurs = "k" in params or "blur" in name
+    if min_size is None:
+        min_size = 32 if blurs else None
+    if blurs:
+        notes.append(
+            "the output is blurred after the noisy cells: the statistic (target-cell mean) mixes in "
+            "neighbouring cells' noise, so the bound is valid but loose"
+        )
+    pair = neighbouring_pair(b, m, channels=channels, min_height=min_size, min_width=min_size)
+    if pair.changed_pixels < m:
+        notes.append(f"no cell holds m={m} pixels (b={b}); the pair flips one full cell of {pair.changed_pixels}")
+    dev = resolve_device(device)
+    alpha = 1.0 - confidence
+    start = time.perf_counter()
+
+    def run(progress_cb=None):
+        common = dict(seed=seed, cell=pair.cell, device=dev, batch_size=batch_size, progress_cb=progress_cb)
+        with torch.no_grad():
+            sa = _draw_scores(mechanism, pair.image_a, trials=trials, key_prefix="audit/A", **common)
+            sb = _draw_scores(mechanism, pair.image_b, trials=trials, key_prefix="audit/B", **common)
+        return sa, sb
+
+    if progress:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"audit {getattr(mechanism, 'spec', name)}", total=2 * trials)
+            scores_a, scores_b = run(lambda k: bar.advance(task, k))
+    else:
+        scores_a, scores_b = run()
+    draw_s = time.perf_counter() - start
+
+    # Split each sample into a selection half and an evaluation half (draws are i.i.d., so the
+    # first half is as random as any other).
+    half = trials // 2
+    sel_a, ev_a = scores_a[:half], scores_a[half:]
+    sel_b, ev_b = scores_b[:half], scores_b[half:]
+    candidates = np.unique(np.concatenate([sel_a, sel_b]))
+    if len(candidates) > 4096:
+        candidates = np.unique(np.quantile(candidates, np.linspace(0, 1, 4096)))
+    (up_fp, up_fn), (down_fp, down_fn) = _threshold_tests(sel_a, sel_b, candidates)
+    eps_up = epsilon_lower_bound(
+        clopper_pearson_upper(up_fp, len(sel_a), alpha / 2), clopper_pearson_upper(up_fn, len(sel_b), alpha / 2)
+    )
+    eps_down = epsilon_lower_bound(
+        clopper_pearson_upper(down_fp, len(sel_a), alpha / 2),
+        clopper_pearson_upper(down_fn, len(sel_b), alpha / 2),
+    )
+    if eps_up.max() >= eps_down.max():
+        direction, threshold = ">=", float(candidates[int(np.argmax(eps_up))])
+    else:
+        direction, threshold = "<=", float(candidates[int(np.argmax(eps_down))])
+
+    (up_fp, up_fn), (down_fp, down_fn) = _threshold_tests(ev_a, ev_b, np.array([threshold]))
+    fp, fn = (up_fp, up_fn) if direction == ">=" else (down_fp, down_fn)
+    fp, fn = int(fp[0]), int(fn[0])
+    fpr_u = float(clopper_pearson_upper(fp, len(ev_a), alpha / 2))
+    fnr_u = float(clopper_pearson_upper(fn, len(ev_b), alpha / 2))
+    eps_lb = float(epsilon_lower_bound(fpr_u, fnr_u))
+    wall = time.perf_counter() - start
+    return AuditResult(
+        method=info,
+        spec=str(getattr(mechanism, "spec", name)),
+        claimed_epsilon=claimed,
+        epsilon_lower_bound=eps_lb,
+        violated=claimed is not None and eps_lb > claimed,
+        trials=trials,
+        confidence=confidence,
+        test={
+            "statistic": "mean output value over the target cell",
+            "rule": f"say x_B when statistic {direction} {threshold:.4g}",
+            "direction": direction,
+            "threshold": threshold,
+            "selection_draws_per_image": half,
+            "evaluation_draws_per_image": trials - half,
+            "bounds": "one-sided Clopper-Pearson upper bounds on FPR and FNR, each at 1 - alpha/2 (Bonferroni)",
+        },
+        fpr=fp / len(ev_a),
+        fnr=fn / len(ev_b),
+        fpr_upper=fpr_u,
+        fnr_upper=fnr_u,
+        pair=pair.describe(),
+        seed=seed,
+        wall_s=wall,
+        draws_per_s=2 * trials / max(draw_s, 1e-9),
+        notes=notes,
+    )
