@@ -1,0 +1,386 @@
+"""Re-identification attack (McPherson, Shokri, Shmatikov 2016; Fan 2018, Table 3).
+
+An identity classifier is trained on identity-labelled training images and tested on held-out
+images of the same people (AT&T protocol: 8 training and 2 test images per person).
+
+Variants:
+
+- ``retrain`` (the papers' protocol): trained on *obfuscated* training images, tested on obfuscated
+  test images: the attacker obfuscates images he already knows and learns what survives.
+- ``no-retrain``: trained on clean images, tested on obfuscated ones (a naive attacker).
+
+Noise is drawn ONCE per image: each split is obfuscated a single time before training, with the
+noise a function of (seed, image key) (redrawing noise each epoch would be data augmentation and
+inflate the attack's accuracy). The classifier is trained by the one shared loop of
+:mod:`privattrib.training`; the network is any name of the shared classifier registry
+(``mcpherson2016`` is registered by :mod:`privattrib.attacks.models`, ``resnet18`` by attribution).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from privattrib.attacks import models as _models  # noqa: F401  (registers mcpherson2016)
+from privattrib.common import atomic_torch_save, atomic_write_text, resolve_device, stable_hash
+from privattrib.data.dataset import LabeledImages
+
+__all__ = [
+    "VARIANTS",
+    "DEFAULT_ARCH_CFG",
+    "obfuscate_once",
+    "split_identity_set",
+    "train_identity_classifier",
+    "clean_identity_classifier",
+    "identity_accuracy",
+    "utility",
+    "run_reid_cell",
+]
+
+VARIANTS = ("retrain", "no-retrain")
+
+#: Training options of the re-identification classifier. Keys that are fields of
+#: :class:`privattrib.training.TrainConfig` go to the loop; ``arch`` names the network; every
+#: other key is an option of that network (e.g. ``dropout``).
+DEFAULT_ARCH_CFG: dict[str, Any] = {
+    "arch": "mcpherson2016",
+    "epochs": 40,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "betas": (0.9, 0.999),
+    "hflip": True,
+}
+
+
+def _make(obfuscation):
+    if obfuscation is None:
+        return None
+    if isinstance(obfuscation, str):
+        from privattrib.obfuscation import make
+
+        return make(obfuscation)
+    return obfuscation
+
+
+def _is_identity(ob) -> bool:
+    return ob is None or getattr(ob, "name", None) == "none"
+
+
+def method_info(obfuscation) -> dict:
+    """``spec``, ``epsilon`` and ``describe()`` of an obfuscation (``None`` = clean images)."""
+    ob = _make(obfuscation)
+    if ob is None:
+        return {"method": "none", "epsilon": None, "method_describe": {"name": "none"}}
+    describe = ob.describe() if callable(getattr(ob, "describe", None)) else {}
+    return {"method": str(getattr(ob, "spec", getattr(ob, "name", "?"))), "epsilon": getattr(ob, "epsilon", None),
+            "method_describe": describe}
+
+
+def obfuscate_once(
+    obfuscation, data: LabeledImages, seed: int, *, device: str | torch.device = "auto", batch_size: int = 2048
+) -> torch.Tensor:
+    """Obfuscate every image of ``data`` once, noise keyed by (seed, ``data.keys[i]``).
+
+    Args:
+        obfuscation: an obfuscation object (``privattrib.obfuscation.make``), a spec string, or
+            None for the clean images.
+        data: N images, uint8 N x C x H x W.
+        seed: obfuscation seed.
+        device: where to obfuscate and where the result stays.
+        batch_size: images per call (the noise does not depend on it).
+
+    Returns:
+        uint8 tensor N x C x H x W on ``device``.
+    """
+    ob = _make(obfuscation)
+    dev = resolve_device(device)
+    images = torch.from_numpy(np.ascontiguousarray(data.images)).to(dev)
+    if _is_identity(ob):
+        return images
+    parts = []
+    for start in range(0, len(images), batch_size):
+        stop = min(start + batch_size, len(images))
+        out = ob(images[start:stop], seed=seed, keys=list(data.keys[start:stop]))
+        out = out if isinstance(out, torch.Tensor) else torch.as_tensor(np.asarray(out))
+        if out.shape != images[start:stop].shape or out.dtype != torch.uint8:
+            raise ValueError(
+                f"obfuscation returned {tuple(out.shape)} {out.dtype} for {tuple(images[start:stop].shape)} uint8"
+            )
+        parts.append(out.to(dev))
+    return torch.cat(parts) if parts else images
+
+
+def split_identity_set(
+    data: LabeledImages,
+    train_per_identity: int = 8,
+    test_per_identity: int = 2,
+    seed: int = 0,
+    max_identities: int | None = None,
+) -> tuple[LabeledImages, LabeledImages]:
+    """Per-identity split (AT&T protocol): ``train_per_identity`` + ``test_per_identity`` images of
+    every person with at least that many; people with fewer are dropped.
+
+    The person of an image is ``data.identities`` when given (CelebA: the identity ids, labels all
+    0), else ``data.labels`` (identity folder sets). Labels are re-indexed 0..K-1 over the kept
+    people, so chance is 1/K.
+
+    Args:
+        data: clean images, uint8 N x C x H x W.
+        train_per_identity, test_per_identity: images per person in each split (>= 1).
+        seed: which images (and which people, with ``max_identities``) are drawn.
+        max_identities: keep at most this many people, drawn at random (e.g. 500 of CelebA's 2,000).
+
+    Returns:
+        (train, test) LabeledImages with K * train_per_identity and K * test_per_identity images.
+    """
+    from privattrib.data import split_per_identity
+
+    if train_per_identity < 1 or test_per_identity < 1:
+        raise ValueError(
+            f"train_per_identity and test_per_identity must be >= 1, got {train_per_identity}, {test_per_identity}"
+        )
+    if max_identities is not None and max_identities < 2:
+        raise ValueError(f"max_identities must be >= 2, got {max_identities}")
+    use_ids = data.identities is not None and bool(np.all(np.asarray(data.identities) >= 0))
+    people = np.asarray(data.identities if use_ids else data.labels, dtype=np.int64)
+    parts = split_per_identity(people, train=train_per_identity, test=test_per_identity, seed=seed)
+    train_idx, test_idx = np.asarray(parts["train"], dtype=np.int64), np.asarray(parts["test"], dtype=np.int64)
+    kept = np.unique(people[np.concatenate([train_idx, test_idx])])
+    if max_identities is not None and len(kept) > max_identities:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x1D]))
+        kept = np.sort(rng.choice(kept, size=max_identities, replace=False))
+        train_idx = train_idx[np.isin(people[train_idx], kept)]
+        test_idx = test_idx[np.isin(people[test_idx], kept)]
+    if len(kept) < 2:
+        raise ValueError(
+            f"only {len(kept)} identities have {train_per_identity + test_per_identity} images; need at least 2"
+        )
+    index_of = {int(p): i for i, p in enumerate(kept)}
+    if use_ids and not np.array_equal(people, np.asarray(data.labels)):
+        names = [str(int(p)) for p in kept]
+    else:
+        names = [data.class_names[p] if 0 <= p < len(data.class_names) else str(int(p)) for p in kept]
+    meta_split = {"train_per_identity": train_per_identity, "test_per_identity": test_per_identity,
+                  "seed": seed, "max_identities": max_identities, "dropped_identities": int(
+                      len(np.unique(people)) - len(kept))}
+
+    def pick(index: np.ndarray) -> LabeledImages:
+        part = data.subset(index)
+        return LabeledImages(
+            images=part.images,
+            labels=np.array([index_of[int(p)] for p in people[index]], dtype=np.int64),
+            class_names=names,
+            keys=part.keys,
+            identities=part.identities,
+            meta={**part.meta, "split": meta_split},
+        )
+
+    return pick(train_idx), pick(test_idx)
+
+
+def _resolve_arch_cfg(arch_cfg: dict | None) -> dict:
+    cfg = {**DEFAULT_ARCH_CFG, **(arch_cfg or {})}
+    if "name" in cfg and "arch" not in (arch_cfg or {}):
+        cfg["arch"] = cfg.pop("name")
+    cfg.pop("name", None)
+    cfg["betas"] = tuple(cfg["betas"]) if "betas" in cfg else None
+    return cfg
+
+
+def _split_cfg(cfg: dict, seed: int, device) -> tuple[str, dict, Any]:
+    from privattrib.training import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    train_kw = {k: v for k, v in cfg.items() if k in fields and k not in ("seed", "device")}
+    options = {k: v for k, v in cfg.items() if k not in fields and k != "arch"}
+    config = TrainConfig(**train_kw, seed=seed, device=str(device))
+    return cfg["arch"], options, config
+
+
+def train_identity_classifier(
+    images: torch.Tensor | np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    arch_cfg: dict | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    progress: bool = False,
+) -> torch.nn.Module:
+    """Train an identity classifier with the shared loop.
+
+    Args:
+        images: uint8 N x C x S x S (square), NumPy or torch on any device.
+        labels: int N, identity index in 0..K-1.
+        num_classes: K.
+        arch_cfg: network and loop options, merged over :data:`DEFAULT_ARCH_CFG`.
+        seed: weight initialisation and batch order.
+
+    Returns:
+        the trained model (``model.classifier_config`` records the network's options).
+    """
+    from privattrib.attribution.models import make_classifier
+    from privattrib.training import train_classifier
+
+    cfg = _resolve_arch_cfg(arch_cfg)
+    arch, options, config = _split_cfg(cfg, seed, resolve_device(device))
+    shape = tuple(images.shape)
+    if len(shape) != 4 or shape[2] != shape[3]:
+        raise ValueError(f"identity classifier needs square uint8 N x C x S x S images, got {shape}")
+    model = make_classifier(arch, num_classes=num_classes, image_size=shape[3], in_channels=shape[1],
+                            seed=seed, **options)
+    result = train_classifier(model, images, np.asarray(labels), config=config, progress=progress)
+    return result.model
+
+
+def clean_identity_classifier(
+    train: LabeledImages,
+    *,
+    arch_cfg: dict | None,
+    seed: int,
+    work_dir: str | Path | None,
+    device: str | torch.device = "auto",
+    progress: bool = False,
+) -> tuple[torch.nn.Module, bool]:
+    """The classifier trained on CLEAN ``train`` images, cached in ``work_dir``.
+
+    The cache key is a hash of the training keys and labels, the image shape, the resolved
+    options and the seed, so every method of a grid (and a resumed run) reuses one model. The
+    checkpoint is written atomically (temp file + rename) with its options beside it as JSON.
+
+    Returns:
+        (model, loaded_from_cache)
+    """
+    from privattrib.attribution.models import make_classifier
+
+    cfg = _resolve_arch_cfg(arch_cfg)
+    key = stable_hash({"keys": list(train.keys), "labels": np.asarray(train.labels).tolist(),
+                       "shape": list(train.images.shape), "cfg": cfg, "seed": seed}, length=20)
+    path = Path(work_dir) / f"reid-clean-{cfg['arch']}-{key}.pt" if work_dir is not None else None
+    dev = resolve_device(device)
+    if path is not None and path.exists():
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        arch, options, _ = _split_cfg(cfg, seed, dev)
+        shape = train.images.shape
+        model = make_classifier(arch, num_classes=train.num_classes, image_size=shape[3],
+                                in_channels=shape[1], seed=seed, **options)
+        model.load_state_dict(state["state_dict"])
+        return model.to(dev).eval(), True
+    model = train_identity_classifier(train.images, train.labels, train.num_classes, arch_cfg=cfg, seed=seed,
+                                      device=dev, progress=progress)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        atomic_torch_save({"state_dict": state_dict, "cfg": cfg, "seed": seed}, path)
+        atomic_write_text(path.with_suffix(".json"), json.dumps(
+            {"arch_cfg": cfg, "classifier_config": getattr(model, "classifier_config", None), "seed": seed,
+             "n_train": len(train), "num_classes": train.num_classes}, indent=2, default=str))
+    return model, False
+
+
+def identity_accuracy(model: torch.nn.Module, images, labels, *, device="auto", top_k: int = 1) -> float:
+    """Top-k accuracy of ``model`` on uint8 N x C x H x W ``images``."""
+    from privattrib.training import predict
+
+    logits = np.asarray(predict(model, images, device=device))
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        raise ValueError("no test images")
+    k = min(top_k, logits.shape[1])
+    top = np.argsort(-logits, axis=1)[:, :k]
+    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def utility(original, other) -> dict:
+    """Means over images of MSE, PSNR (dB) and SSIM of ``other`` against ``original`` (uint8 NCHW)."""
+    from privattrib import metrics
+
+    a = original if isinstance(original, torch.Tensor) else torch.from_numpy(np.asarray(original))
+    b = other if isinstance(other, torch.Tensor) else torch.from_numpy(np.asarray(other))
+    a, b = a.cpu(), b.cpu()
+    out = {}
+    for name in ("mse", "psnr", "ssim"):
+        values = np.asarray(torch.as_tensor(getattr(metrics, name)(a, b)).double().cpu().numpy(), dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        out[name] = float(np.mean(finite)) if len(finite) else float("inf")
+    return out
+
+
+def run_reid_cell(
+    identity_set: LabeledImages,
+    obfuscation,
+    seed: int,
+    arch_cfg: dict | None,
+    work_dir: str | Path | None,
+    train_per_identity: int = 8,
+    test_per_identity: int = 2,
+    variant: str = "retrain",
+    device: str = "auto",
+    progress: bool = False,
+    max_identities: int | None = None,
+) -> dict:
+    """One re-identification result row (one method, one seed, one variant).
+
+    Args:
+        identity_set: clean uint8 images, labels = identity index (``identities`` used when present).
+        obfuscation: obfuscation object, spec string, or None (clean images).
+        seed: seeds the split, the obfuscation noise and the training.
+        arch_cfg: network and loop options (see :data:`DEFAULT_ARCH_CFG`).
+        work_dir: where the clean model of ``no-retrain`` is cached (None: no cache).
+        train_per_identity, test_per_identity: the per-identity protocol (AT&T: 8 / 2).
+        variant: ``"retrain"`` (train and test obfuscated) or ``"no-retrain"`` (train clean).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``.
+
+    Returns:
+        dict with attack, variant, method, epsilon, method_describe, arch, arch_cfg, seed,
+        accuracy, top5_accuracy, chance, n_identities, n_train, n_test, train_per_identity,
+        test_per_identity, mse/psnr/ssim of the obfuscated test images, wall_s.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    start = time.perf_counter()
+    dev = resolve_device(device)
+    ob = _make(obfuscation)
+    cfg = _resolve_arch_cfg(arch_cfg)
+    train, test = split_identity_set(identity_set, train_per_identity, test_per_identity, seed=seed,
+                                     max_identities=max_identities)
+    obf_test = obfuscate_once(ob, test, seed, device=dev)
+    if variant == "retrain":
+        obf_train = obfuscate_once(ob, train, seed, device=dev)
+        model = train_identity_classifier(obf_train, train.labels, train.num_classes, arch_cfg=cfg, seed=seed,
+                                          device=dev, progress=progress)
+        cached = False
+    else:
+        model, cached = clean_identity_classifier(train, arch_cfg=cfg, seed=seed, work_dir=work_dir, device=dev,
+                                                  progress=progress)
+    accuracy = identity_accuracy(model, obf_test, test.labels, device=dev)
+    top5 = identity_accuracy(model, obf_test, test.labels, device=dev, top_k=5)
+    row = {
+        "attack": "reid",
+        "variant": variant,
+        **method_info(ob),
+        "arch": cfg["arch"],
+        "arch_cfg": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+        "seed": seed,
+        "accuracy": accuracy,
+        "top5_accuracy": top5,
+        "chance": 1.0 / train.num_classes,
+        "n_identities": train.num_classes,
+        "n_train": len(train),
+        "n_test": len(test),
+        "train_per_identity": train_per_identity,
+        "test_per_identity": test_per_identity,
+        "max_identities": max_identities,
+        "image_shape": list(identity_set.images.shape[1:]),
+        "clean_model_cached": cached,
+        "device": str(dev),
+    }
+    row.update({f"{k}_obfuscated": v for k, v in utility(test.images, obf_test).items()})
+    row["wall_s"] = time.perf_counter() - start
+    return row
