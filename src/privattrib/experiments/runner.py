@@ -1,0 +1,333 @@
+"""The resumable grid runner: ``privattrib run SPEC -o OUTDIR``.
+
+1. Check OUTDIR: rows of a different experiment (another data, classifier, fraction or attack
+   setting) are refused unless ``force`` (then moved to ``OUTDIR/stale``).
+2. Assemble the data once (real split, GAN sources trained and sampled; cached, resumable).
+3. Run every cell whose row file does not exist yet, with a live progress display, storing each
+   row atomically as it finishes and regenerating ``results.csv`` after it.
+4. Build ``report.html``.
+
+Killing the process at any point loses at most the cells that were running; the same command
+resumes. Cell order is seed-major, and each seed's first cell that needs the clean classifier
+runs in a first wave, so the clean model is trained once and only read afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from privattrib.common import atomic_write_text, resolve_device
+from privattrib.experiments.executors import make_executor
+from privattrib.experiments.sources import ExperimentData, assemble_data
+from privattrib.experiments.spec import REAL_CLASS, Cell, ExperimentSpec
+from privattrib.experiments.store import ResultsStore, SpecChangedError
+
+__all__ = ["RunResult", "run_experiment", "execute_cell", "environment_info", "SpecChangedError"]
+
+
+@dataclass
+class RunResult:
+    """What a run did.
+
+    Attributes:
+        outdir: the experiment directory.
+        total: cells in the grid; ``skipped``: already finished before this run; ``ran``: finished now.
+        failures: ``{cell_id: error message}`` of cells that raised (their rows are absent; a rerun retries them).
+        rows: every row of the grid present on disk, in grid order.
+    """
+
+    outdir: Path
+    total: int
+    skipped: int
+    ran: int
+    failures: dict = field(default_factory=dict)
+    rows: list = field(default_factory=list)
+    results_csv: Path | None = None
+    report_html: Path | None = None
+    wall_s: float = 0.0
+
+
+def environment_info(device: str = "auto") -> dict:
+    """Versions and hardware a run used (written into experiment.json and the report)."""
+    import numpy
+    import torch
+
+    import privattrib
+
+    dev = resolve_device(device)
+    info = {
+        "privattrib": privattrib.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "device": str(dev),
+        "cpu_threads": torch.get_num_threads(),
+    }
+    if dev.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(dev)
+        info["cuda"] = torch.version.cuda
+    try:
+        import opendp
+
+        info["opendp"] = getattr(opendp, "__version__", "?")
+    except ImportError:
+        pass
+    return info
+
+
+# ----------------------------------------------------------------------------------------------
+# the cell function (module level: Ray pickles it by reference)
+
+
+def execute_cell(cell: Cell, shared: dict) -> dict:
+    """Run one attribution cell and return its complete results row.
+
+    Args:
+        cell: (method spec, scenario, seed).
+        shared: ``{"train", "val", "test"}`` clean :class:`LabeledImages` plus ``"context"``:
+            classifier options, work_dir, obfuscated_fraction, device, hashes, experiment name.
+
+    Returns:
+        The row: identity columns (scenario, method, spec, ``param_<name>`` per parameter, epsilon,
+        seed, noise backend, privacy notion) + everything the attribution cell reports (accuracy,
+        ``acc_<class>``, confusion_matrix, chance, laundering_rate, n_train, n_test, mse, psnr,
+        ssim, ...) + wall_s of the whole cell.
+    """
+    from privattrib.attribution.scenarios import run_attribution_cell
+    from privattrib.obfuscation import make
+
+    ctx = shared["context"]
+    ob = make(cell.spec)
+    start = time.perf_counter()
+    result = run_attribution_cell(
+        shared["train"], shared["val"], shared["test"], ob, cell.scenario, dict(ctx["classifier"]),
+        cell.seed, ctx["work_dir"], obfuscated_fraction=ctx["obfuscated_fraction"],
+        real_class=REAL_CLASS, device=ctx["device"],
+    )
+    wall = time.perf_counter() - start
+    return compose_row(cell, ob, dict(result), ctx, wall)
+
+
+def method_columns(ob) -> dict:
+    """Identity columns of a method: name, canonical spec, one ``param_<name>`` per parameter,
+    epsilon, noise backend and privacy notion (from ``describe()``)."""
+    desc = _describe(ob)
+    cols: dict[str, Any] = {"method": ob.name, "spec": ob.spec, "epsilon": ob.epsilon}
+    for key, value in dict(ob.params).items():
+        cols[f"param_{key}"] = value
+    cols["noise"] = _first(desc, "noise_backend", "noise", "backend")
+    cols["privacy_notion"] = _first(desc, "privacy_notion", "privacy", "notion") or "none"
+    sigma = _first(desc, "sigma_used", "sigma")
+    if sigma is not None and not isinstance(sigma, (dict, list)):
+        cols["sigma_used"] = sigma
+    return cols
+
+
+def compose_row(cell: Cell, ob, result: dict, ctx: dict, wall_s: float) -> dict:
+    row: dict[str, Any] = {
+        "experiment": ctx["name"],
+        "cell_id": cell.cell_id,
+        "scenario": cell.scenario,
+        "seed": cell.seed,
+        "obfuscated_fraction": ctx["obfuscated_fraction"],
+    }
+    row.update(method_columns(ob))
+    per_class = result.pop("per_class_accuracy", None)
+    for key, value in result.items():
+        if key in ("scenario", "seed", "spec", "method", "epsilon"):
+            continue  # ours are authoritative (and identical when the cell reports them)
+        row.setdefault(key, value)
+    if isinstance(per_class, dict):
+        row["per_class_accuracy"] = per_class
+        for name, acc in per_class.items():
+            row.setdefault(f"acc_{name}", acc)
+    elif per_class is not None:
+        names = ctx["class_names"]
+        row["per_class_accuracy"] = {n: a for n, a in zip(names, list(per_class))}
+        for name, acc in zip(names, list(per_class)):
+            row.setdefault(f"acc_{name}", acc)
+    row["describe"] = _describe(ob)
+    row["cell_wall_s"] = result.get("wall_s")
+    row["wall_s"] = round(wall_s, 3)
+    row["rows_hash"] = ctx["rows_hash"]
+    row["data_hash"] = ctx["data_hash"]
+    row["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return row
+
+
+def _describe(ob) -> dict:
+    try:
+        return dict(ob.describe())
+    except Exception:  # noqa: BLE001 - describe is informative only
+        return {}
+
+
+def _first(d: dict, *keys):
+    for k in keys:
+        if d.get(k) is not None:
+            return d[k]
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def write_manifest(store: ResultsStore, spec: ExperimentSpec, env: dict, executor: str) -> None:
+    old = store.read_manifest() or {}
+    manifest = {
+        "name": spec.name,
+        "spec": spec.to_dict(),
+        "rows_hash": spec.rows_hash(),
+        "rows_key": spec.rows_key(),
+        "data_hash": spec.data_hash(),
+        "environment": env,
+        "executor": executor,
+        "created_at": old.get("created_at") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "runs": int(old.get("runs", 0)) + 1,
+        "cells": [c.file_stem for c in spec.cells()],
+    }
+    atomic_write_text(store.manifest_path, json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    atomic_write_text(store.outdir / "spec.yaml", yaml.safe_dump(spec.raw, sort_keys=False))
+
+
+def first_wave(cells: list[Cell], done: set[str]) -> list[Cell]:
+    """Per seed, the first pending cell that needs the clean model, unless one is already done."""
+    seeds_ready = {c.seed for c in cells if c.file_stem in done and c.scenario in ("clean-train", "fine-tune")}
+    wave, seen = [], set()
+    for c in cells:
+        if c.file_stem in done or c.seed in seeds_ready or c.seed in seen:
+            continue
+        if c.scenario in ("clean-train", "fine-tune"):
+            wave.append(c)
+            seen.add(c.seed)
+    return wave
+
+
+def run_experiment(spec: ExperimentSpec, outdir: str | os.PathLike, *, executor: str = "local",
+                   address: str | None = None, force: bool = False, device: str | None = None,
+                   progress: bool = True, console=None, report: bool = True,
+                   fail_fast: bool = False) -> RunResult:
+    """Run (or resume) every cell of ``spec`` into ``outdir``.
+
+    Args:
+        spec: the validated experiment.
+        outdir: experiment directory (created).
+        executor: ``local`` or ``ray``; ``address`` is the Ray cluster.
+        force: when OUTDIR holds rows of a different spec, move them to ``OUTDIR/stale`` instead of refusing.
+        device: overrides the spec's ``device``.
+        progress: live progress display (rich).
+        report: build ``report.html`` at the end.
+        fail_fast: stop at the first failing cell instead of running the others.
+
+    Raises:
+        SpecChangedError: OUTDIR belongs to another spec and ``force`` is False.
+    """
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    console = console or Console(stderr=True)
+    started = time.perf_counter()
+    outdir = Path(outdir)
+    device = device or spec.device
+    runner = make_executor(executor, address=address)
+    store = ResultsStore(outdir)
+    store.check_compatible(spec.rows_hash(), spec.rows_key(), force=force)
+    env = environment_info(device)
+    write_manifest(store, spec, env, executor)
+
+    cells = spec.cells()
+    stems = [c.file_stem for c in cells]
+    done = {s for s in stems if store.has(s)}
+    store.write_csv(store.rows(stems))  # a kill between a row and its csv update is healed here
+
+    if spec.attacks:
+        _check_attacks_available(spec.attacks)
+    todo = [c for c in cells if c.file_stem not in done]
+    console.log(f"[bold]{spec.name}[/]: {len(cells)} cells, {len(done)} already done, {len(todo)} to run "
+                f"({executor} executor, device {env['device']})")
+    failures: dict[str, str] = {}
+    ran = 0
+    if todo:
+        data = assemble_data(spec, outdir, device=device, console=console, progress=progress)
+        shared = {
+            "train": data.train, "val": data.val, "test": data.test,
+            "context": {
+                "name": spec.name, "classifier": spec.classifier,
+                "work_dir": str(outdir / "models"), "obfuscated_fraction": spec.obfuscated_fraction,
+                "device": device, "rows_hash": spec.rows_hash(), "data_hash": spec.data_hash(),
+                "class_names": data.class_names,
+            },
+        }
+        wave1 = first_wave(cells, done)
+        waves = [wave1, [c for c in todo if c not in wave1]]
+        columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
+                   MofNCompleteColumn(), TextColumn("cells"), TimeElapsedColumn(),
+                   TextColumn("ETA"), TimeRemainingColumn())
+        with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
+            task = bar.add_task(spec.name, total=len(cells), completed=len(done))
+            for wave in waves:
+                if not wave:
+                    continue
+                if runner.name == "local":
+                    bar.update(task, description=_cell_text(wave[0]))
+                for i, (cell, outcome) in enumerate(runner.map_unordered(execute_cell, wave, shared)):
+                    if isinstance(outcome, BaseException):
+                        msg = "".join(traceback.format_exception_only(type(outcome), outcome)).strip()
+                        failures[cell.cell_id] = msg
+                        console.log(f"[red]cell failed[/] {cell.cell_id}: {msg}")
+                        if fail_fast:
+                            raise outcome
+                    else:
+                        store.write_row(cell.file_stem, outcome)
+                        store.write_csv(store.rows(stems))
+                        ran += 1
+                        console.log(f"done {_cell_text(cell)}: accuracy {_fmt(outcome.get('accuracy'))}")
+                    bar.advance(task)
+                    if runner.name == "local" and i + 1 < len(wave):  # local runs cells in order
+                        bar.update(task, description=_cell_text(wave[i + 1]))
+                bar.update(task, description=spec.name)
+    if failures:
+        atomic_write_text(outdir / "failures.json", json.dumps(failures, indent=1))
+    elif (outdir / "failures.json").exists():
+        os.unlink(outdir / "failures.json")
+    rows = store.rows(stems)
+    csv_path = store.write_csv(rows)
+    html = None
+    if report:
+        from privattrib.report import build_report
+
+        try:
+            html = build_report(outdir)
+        except Exception as exc:  # noqa: BLE001 - rows are safe; say why the report failed
+            console.log(f"[red]report failed[/]: {exc!r} (rerun `privattrib report {outdir}`)")
+    return RunResult(outdir=outdir, total=len(cells), skipped=len(done), ran=ran, failures=failures,
+                     rows=rows, results_csv=csv_path, report_html=html,
+                     wall_s=time.perf_counter() - started)
+
+
+def _cell_text(cell: Cell) -> str:
+    return f"{cell.scenario} · {cell.spec} · seed {cell.seed}"
+
+
+def _fmt(x) -> str:
+    return "?" if x is None else f"{float(x):.3f}"
+
+
+def _check_attacks_available(attacks: dict) -> None:
+    raise NotImplementedError(
+        f"attacks {sorted(attacks)} in an experiment file are not yet supported by the runner; "
+        "run them with `privattrib attack reid|reconstruct` for now"
+    )

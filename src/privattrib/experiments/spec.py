@@ -1,0 +1,449 @@
+"""Experiment files: load a YAML spec, validate it with messages that name the bad key, expand the grid.
+
+An experiment file looks like this (see ``docs/experiments.md`` for every key)::
+
+    name: celeba-attribution
+    seed: 0
+    data:
+      size: 64
+      sources: {real: {celeba: ../shared/data/celeba}, dcgan: {gan: {arch: dcgan, preset: tiny}}}
+      per_class: {train: 2000, val: 200, test: 500}
+    classifier: {arch: yu2019, epochs: 10, batch: 64}
+    obfuscations: [none, "pixelate:b=[4,8,16]", "dp-pix:b=16,m=[1,16],epsilon=[0.1,0.5]"]
+    scenarios: [clean-train, obfuscated-train, fine-tune]
+    seeds: [0, 1, 2]
+
+A *cell* of the grid is one (method spec, scenario, seed) and gives one results row.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from privattrib.common import stable_hash
+
+#: The class every attribution experiment must have: the camera images.
+REAL_CLASS = "real"
+#: Attribution scenarios (the attribution module's ``SCENARIOS`` holds the same names).
+DEFAULT_SCENARIOS = ("clean-train", "obfuscated-train", "fine-tune")
+#: Attack rows that an experiment may add (issue 6, item 4).
+KNOWN_ATTACKS = ("reid", "reconstruct")
+#: Kinds of source a mapping may name; a plain string is a path whose kind is detected.
+SOURCE_KINDS = ("celeba", "folder", "identities", "synthetic", "gan", "gan_run")
+
+_TOP_KEYS = {
+    "name", "seed", "device", "data", "classifier", "obfuscations", "scenarios", "seeds",
+    "obfuscated_fraction", "attacks", "report", "description",
+}
+_DATA_KEYS = {"size", "channels", "sources", "per_class", "cache_dir"}
+_GAN_KEYS = {"arch", "preset", "steps", "seed", "batch_size"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+class SpecError(ValueError):
+    """An experiment file that cannot be run; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: a method spec (canonical, no brackets), a scenario and a seed."""
+
+    spec: str
+    scenario: str
+    seed: int
+
+    @property
+    def cell_id(self) -> str:
+        return f"{self.scenario}|{self.spec}|{self.seed}"
+
+    @property
+    def file_stem(self) -> str:
+        """A file-system-safe, readable and unique name for this cell's row file."""
+        slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{self.scenario}__{self.spec}__s{self.seed}")
+        return f"{slug[:120]}-{stable_hash(self.cell_id, 8)}"
+
+
+@dataclass
+class ExperimentSpec:
+    """A validated experiment file.
+
+    Attributes:
+        name: experiment name (letters, digits, ``_.+-``).
+        seed: base seed for data splits, GAN training and sampling.
+        data: ``{"size", "channels", "sources", "per_class", "cache_dir"}``; ``sources`` maps each class
+            name to a normalised source mapping (see :func:`normalise_source`).
+        classifier: options handed to the attribution classifier (``arch`` required).
+        methods: the obfuscation grid, expanded to canonical spec strings (``none`` first if present).
+        scenarios: attribution scenarios to run.
+        seeds: one cell per seed (model initialisation, obfuscation noise, fraction choice).
+        obfuscated_fraction: share of test images that are obfuscated (1.0, or 0.5 as in Yu et al.).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...
+        attacks: attack rows to add (``reid``, ``reconstruct``), each with its options.
+        raw: the file as loaded (for the report).
+        base_dir: directory relative paths were resolved against.
+    """
+
+    name: str
+    seed: int
+    data: dict
+    classifier: dict
+    methods: list[str]
+    scenarios: list[str]
+    seeds: list[int]
+    obfuscated_fraction: float = 1.0
+    device: str = "auto"
+    attacks: dict = field(default_factory=dict)
+    report: dict = field(default_factory=dict)
+    raw: dict = field(default_factory=dict)
+    base_dir: str = "."
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class order: ``real`` first (index 0), then the other sources sorted by name.
+
+        Never the order of the YAML mapping or of a directory listing, so the same set of sources
+        always gives the same label indices.
+        """
+        others = sorted(k for k in self.data["sources"] if k != REAL_CLASS)
+        return [REAL_CLASS, *others]
+
+    def data_key(self) -> dict:
+        """Everything that decides the images and splits (hashing it names the data cache)."""
+        return {"seed": self.seed, "data": self.data}
+
+    def rows_key(self) -> dict:
+        """Everything that, when changed, invalidates finished rows.
+
+        The grid itself (methods, scenarios, seeds) is not part of it: adding a method or a seed
+        only adds cells, and removing one only hides its rows.
+        """
+        return {
+            "data": self.data_key(),
+            "classifier": self.classifier,
+            "obfuscated_fraction": self.obfuscated_fraction,
+            "attacks": self.attacks,
+        }
+
+    def rows_hash(self) -> str:
+        return stable_hash(self.rows_key())
+
+    def data_hash(self) -> str:
+        return stable_hash(self.data_key())
+
+    def cells(self) -> list[Cell]:
+        """Every cell of the grid, seed-major so each seed's clean model is trained first.
+
+        ``none`` runs only as ``clean-train`` (with no obfuscation the other two scenarios repeat the
+        clean experiment); its row is the clean reference of every plot.
+        """
+        out: list[Cell] = []
+        for seed in self.seeds:
+            for spec in self.methods:
+                for scenario in self.scenarios:
+                    if spec == "none" and scenario != "clean-train":
+                        continue
+                    out.append(Cell(spec, scenario, seed))
+        if "none" in self.methods and "clean-train" not in self.scenarios:
+            # The clean row is still wanted as the reference line.
+            out = [Cell("none", "clean-train", s) for s in self.seeds] + out
+        return out
+
+    def to_dict(self) -> dict:
+        """The resolved spec (absolute paths, expanded grid) as plain data."""
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "device": self.device,
+            "data": copy.deepcopy(self.data),
+            "classifier": copy.deepcopy(self.classifier),
+            "obfuscations": list(self.methods),
+            "scenarios": list(self.scenarios),
+            "seeds": list(self.seeds),
+            "obfuscated_fraction": self.obfuscated_fraction,
+            "attacks": copy.deepcopy(self.attacks),
+            "report": copy.deepcopy(self.report),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# loading and validation
+
+
+def load_spec(source: str | os.PathLike | dict, *, base_dir: str | os.PathLike | None = None) -> ExperimentSpec:
+    """Load and validate an experiment file (a YAML path) or an already-parsed mapping.
+
+    Relative paths in sources are resolved against ``base_dir`` (default: the current directory,
+    so ``privattrib run examples/x.yaml`` from the repository root reads ``../shared/data`` as the
+    issue's examples write it).
+
+    Raises:
+        SpecError: naming the key that is missing or wrong and what is allowed.
+        FileNotFoundError: when the YAML file does not exist.
+    """
+    if isinstance(source, dict):
+        raw = copy.deepcopy(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"experiment file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+        if raw is None:
+            raise SpecError(f"{path}: the file is empty")
+    return validate_spec(raw, base_dir=base_dir)
+
+
+def load_builtin_spec(name: str = "demo") -> dict:
+    """The YAML of a spec shipped inside the package (``demo``), parsed."""
+    from importlib.resources import files
+
+    resource = files("privattrib.experiments").joinpath(f"{name}.yaml")
+    if not resource.is_file():
+        raise SpecError(f"no built-in experiment named {name!r}")
+    return yaml.safe_load(resource.read_text(encoding="utf-8"))
+
+
+def validate_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> ExperimentSpec:
+    """Check a parsed experiment mapping and return the resolved :class:`ExperimentSpec`."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"an experiment file must be a mapping of keys, got {type(raw).__name__}")
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise SpecError(
+            f"unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}"
+        )
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+
+    name = _require(raw, "name", str, "name")
+    if not _NAME_RE.match(name):
+        raise SpecError(f"name: {name!r} may hold only letters, digits and '_.+-'")
+    seed = _int(raw.get("seed", 0), "seed", minimum=0)
+    device = raw.get("device", "auto")
+    if not isinstance(device, str) or not re.match(r"^(auto|cpu|cuda(:\d+)?|mps)$", device):
+        raise SpecError(f"device: {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+
+    data = _validate_data(_require(raw, "data", dict, "data"), base)
+    classifier = _validate_classifier(_require(raw, "classifier", dict, "classifier"))
+    methods = _validate_methods(raw.get("obfuscations"))
+    scenarios = _validate_scenarios(raw.get("scenarios", list(DEFAULT_SCENARIOS)))
+    seeds_raw = raw.get("seeds", [seed])
+    if isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool):
+        seeds_raw = [seeds_raw]
+    if not isinstance(seeds_raw, list) or not seeds_raw:
+        raise SpecError(f"seeds: must be a non-empty list of integers, got {seeds_raw!r}")
+    seeds = [_int(s, f"seeds[{i}]", minimum=0) for i, s in enumerate(seeds_raw)]
+    if len(set(seeds)) != len(seeds):
+        raise SpecError(f"seeds: {seeds} lists a seed twice")
+
+    fraction = raw.get("obfuscated_fraction", 1.0)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise SpecError(f"obfuscated_fraction: must be a number in (0, 1], got {fraction!r}")
+
+    attacks = _validate_attacks(raw.get("attacks"))
+    report = raw.get("report") or {}
+    if not isinstance(report, dict):
+        raise SpecError(f"report: must be a mapping, got {report!r}")
+
+    return ExperimentSpec(
+        name=name, seed=seed, data=data, classifier=classifier, methods=methods,
+        scenarios=scenarios, seeds=seeds, obfuscated_fraction=float(fraction), device=device,
+        attacks=attacks, report=dict(report), raw=copy.deepcopy(raw), base_dir=str(base),
+    )
+
+
+def _require(mapping: dict, key: str, kind: type, where: str):
+    if key not in mapping or mapping[key] is None:
+        raise SpecError(f"{where}: missing (required)")
+    value = mapping[key]
+    if not isinstance(value, kind):
+        raise SpecError(f"{where}: must be a {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _int(value: Any, where: str, *, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{where}: must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise SpecError(f"{where}: must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _validate_data(data: dict, base: Path) -> dict:
+    unknown = set(data) - _DATA_KEYS
+    if unknown:
+        raise SpecError(f"data: unknown key(s) {sorted(unknown)}; allowed: {sorted(_DATA_KEYS)}")
+    size = _int(_require(data, "size", int, "data.size"), "data.size", minimum=8)
+    channels = _int(data.get("channels", 3), "data.channels")
+    if channels not in (1, 3):
+        raise SpecError(f"data.channels: must be 1 or 3, got {channels}")
+    sources_raw = _require(data, "sources", dict, "data.sources")
+    if REAL_CLASS not in sources_raw:
+        raise SpecError(
+            f"data.sources: needs a source named {REAL_CLASS!r} (the camera images); got {sorted(sources_raw)}"
+        )
+    if len(sources_raw) < 2:
+        raise SpecError("data.sources: attribution needs at least two sources (real and one fake)")
+    sources = {}
+    for name, src in sources_raw.items():
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise SpecError(f"data.sources: source name {name!r} may hold only letters, digits and '_.+-'")
+        sources[name] = normalise_source(src, f"data.sources.{name}", base)
+    if sources[REAL_CLASS]["kind"] in ("gan", "gan_run"):
+        raise SpecError(f"data.sources.{REAL_CLASS}: the real class cannot be a GAN")
+    per_class_raw = _require(data, "per_class", dict, "data.per_class")
+    unknown = set(per_class_raw) - {"train", "val", "test"}
+    if unknown:
+        raise SpecError(f"data.per_class: unknown key(s) {sorted(unknown)}; allowed: train, val, test")
+    per_class = {
+        "train": _int(_require(per_class_raw, "train", int, "data.per_class.train"), "data.per_class.train", minimum=1),
+        "val": _int(per_class_raw.get("val", 0), "data.per_class.val", minimum=0),
+        "test": _int(_require(per_class_raw, "test", int, "data.per_class.test"), "data.per_class.test", minimum=1),
+    }
+    out = {"size": size, "channels": channels, "sources": sources, "per_class": per_class}
+    if data.get("cache_dir") is not None:
+        out["cache_dir"] = str((base / str(data["cache_dir"])).resolve())
+    return out
+
+
+def normalise_source(src: Any, where: str, base: Path) -> dict:
+    """Turn one source entry into ``{"kind": ..., ...}`` with absolute paths.
+
+    Accepted forms: ``PATH`` (kind detected by the data layer), ``{celeba: PATH}``,
+    ``{folder: PATH}``, ``{identities: PATH}``, ``{synthetic: {n_identities, per_identity, seed}}``,
+    ``{gan: {arch, preset | steps, seed, batch_size}}`` (trained on the real TRAIN images) and
+    ``{gan_run: PATH}`` (sample an existing GAN run).
+    """
+    if isinstance(src, (str, os.PathLike)):
+        return {"kind": "auto", "path": str((base / str(src)).resolve())}
+    if not isinstance(src, dict) or len(src) != 1:
+        raise SpecError(
+            f"{where}: must be a path or a mapping with exactly one kind of {list(SOURCE_KINDS)}, got {src!r}"
+        )
+    (kind, value), = src.items()
+    if kind not in SOURCE_KINDS:
+        raise SpecError(f"{where}: unknown source kind {kind!r}; allowed: {list(SOURCE_KINDS)}")
+    if kind in ("celeba", "folder", "identities", "gan_run"):
+        if not isinstance(value, (str, os.PathLike)):
+            raise SpecError(f"{where}.{kind}: must be a path, got {value!r}")
+        return {"kind": kind, "path": str((base / str(value)).resolve())}
+    if kind == "synthetic":
+        value = value or {}
+        if not isinstance(value, dict):
+            raise SpecError(f"{where}.synthetic: must be a mapping of options, got {value!r}")
+        for key in ("n_identities", "per_identity", "seed"):
+            if key in value:
+                _int(value[key], f"{where}.synthetic.{key}", minimum=0 if key == "seed" else 1)
+        return {"kind": "synthetic", "options": dict(value)}
+    # gan
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}.gan: must be a mapping such as {{arch: dcgan, preset: tiny}}, got {value!r}")
+    unknown = set(value) - _GAN_KEYS
+    if unknown:
+        raise SpecError(f"{where}.gan: unknown key(s) {sorted(unknown)}; allowed: {sorted(_GAN_KEYS)}")
+    arch = value.get("arch")
+    if not isinstance(arch, str):
+        raise SpecError(f"{where}.gan.arch: missing or not a name (e.g. dcgan, lsgan, wgan-gp, sngan, progan)")
+    if "steps" not in value and "preset" not in value:
+        raise SpecError(f"{where}.gan: give `preset` (e.g. tiny, gpu-64) or `steps`")
+    out = {"kind": "gan", "arch": arch, "seed": _int(value.get("seed", 0), f"{where}.gan.seed", minimum=0)}
+    if "steps" in value:
+        out["steps"] = _int(value["steps"], f"{where}.gan.steps", minimum=1)
+    if "preset" in value:
+        if not isinstance(value["preset"], str):
+            raise SpecError(f"{where}.gan.preset: must be a preset name, got {value['preset']!r}")
+        out["preset"] = value["preset"]
+    if "batch_size" in value:
+        out["batch_size"] = _int(value["batch_size"], f"{where}.gan.batch_size", minimum=1)
+    return out
+
+
+def _validate_classifier(cfg: dict) -> dict:
+    arch = cfg.get("arch")
+    if not isinstance(arch, str):
+        raise SpecError("classifier.arch: missing (e.g. yu2019, resnet18, dct)")
+    for key in ("epochs", "batch", "batch_size", "fine_tune_epochs"):
+        if key in cfg:
+            _int(cfg[key], f"classifier.{key}", minimum=1)
+    if "lr" in cfg and (isinstance(cfg["lr"], bool) or not isinstance(cfg["lr"], (int, float)) or cfg["lr"] <= 0):
+        raise SpecError(f"classifier.lr: must be a positive number, got {cfg['lr']!r}")
+    try:
+        from privattrib.attribution.models import available_classifiers
+    except ImportError:  # the classifier registry is not importable: checked when the cell runs
+        return dict(cfg)
+    names = list(available_classifiers())
+    if names and arch not in names:
+        raise SpecError(f"classifier.arch: unknown classifier {arch!r}; available: {names}")
+    return dict(cfg)
+
+
+def _validate_methods(value: Any) -> list[str]:
+    if value is None:
+        raise SpecError("obfuscations: missing (e.g. [none, \"pixelate:b=[4,8]\"])")
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise SpecError(f"obfuscations: must be a non-empty list of method specs, got {value!r}")
+    from privattrib.obfuscation import expand_grid, make
+
+    methods: list[str] = []
+    for i, entry in enumerate(value):
+        if not isinstance(entry, str):
+            raise SpecError(f"obfuscations[{i}]: must be a spec string such as 'pixelate:b=[4,8]', got {entry!r}")
+        try:
+            expanded = expand_grid(entry)
+            canonical = [make(s).spec for s in expanded]
+        except ValueError as exc:
+            raise SpecError(f"obfuscations[{i}] ({entry!r}): {exc}") from exc
+        for spec in canonical:
+            if spec not in methods:
+                methods.append(spec)
+    if "none" in methods:  # the clean reference first
+        methods.remove("none")
+        methods.insert(0, "none")
+    return methods
+
+
+def _validate_scenarios(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise SpecError(f"scenarios: must be a non-empty list, allowed {list(DEFAULT_SCENARIOS)}, got {value!r}")
+    try:
+        from privattrib.attribution.scenarios import SCENARIOS
+        allowed = list(SCENARIOS)
+    except ImportError:
+        allowed = list(DEFAULT_SCENARIOS)
+    out = []
+    for i, s in enumerate(value):
+        if s not in allowed:
+            raise SpecError(f"scenarios[{i}]: unknown scenario {s!r}; allowed: {allowed}")
+        if s not in out:
+            out.append(s)
+    return out
+
+
+def _validate_attacks(value: Any) -> dict:
+    """``attacks: [reid, reconstruct]`` or ``attacks: {reid: {...options}}`` -> ``{name: options}``."""
+    if value is None:
+        return {}
+    if isinstance(value, list):
+        value = {name: {} for name in value}
+    if not isinstance(value, dict):
+        raise SpecError(f"attacks: must be a list such as [reid, reconstruct] or a mapping, got {value!r}")
+    out = {}
+    for name, opts in value.items():
+        if name not in KNOWN_ATTACKS:
+            raise SpecError(f"attacks: unknown attack {name!r}; allowed: {list(KNOWN_ATTACKS)}")
+        if opts is not None and not isinstance(opts, dict):
+            raise SpecError(f"attacks.{name}: options must be a mapping, got {opts!r}")
+        out[name] = dict(opts or {})
+    return out

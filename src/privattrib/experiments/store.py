@@ -1,0 +1,214 @@
+"""The results store: one JSON file per finished cell, ``results.csv`` regenerated from them.
+
+Layout of an experiment directory::
+
+    OUTDIR/
+      experiment.json      resolved spec, its hashes, versions, device (written at every start)
+      spec.yaml            the experiment file as given
+      cells/<stem>.json    one row per finished cell, written by temp file + rename
+      results.csv          every row of the current grid, regenerated (atomically) after each cell
+      data/<hash>/         the assembled train/val/test arrays (reused on resume)
+      gans/<name>-<hash>/  GAN runs trained for fake sources (resumable)
+      models/              cached clean classifiers (one per seed)
+      report.html          the self-contained report
+      stale/               rows moved aside by ``--force`` after a spec change (never deleted)
+
+A cell is done exactly when its row file exists. The row file is the unit of atomicity, so a
+kill at any moment (even SIGKILL) leaves every row complete or absent, never half-written or
+twice present; ``results.csv`` is only a view and is rebuilt from the row files at each start.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from privattrib.common import atomic_write_text
+
+#: Columns that always come first in results.csv, in this order.
+LEADING_COLUMNS = [
+    "scenario", "method", "spec", "epsilon", "seed", "accuracy", "chance", "laundering_rate",
+    "n_train", "n_test", "mse", "psnr", "ssim", "wall_s", "noise", "privacy_notion",
+    "obfuscated_fraction",
+]
+#: Columns that are never in results.csv (too large or nested; kept in the row JSON).
+_NESTED = {"confusion_matrix", "per_class_accuracy", "describe", "classifier", "history"}
+
+
+class SpecChangedError(RuntimeError):
+    """OUTDIR holds rows of a different experiment; resuming would mix incompatible results."""
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in a results row")
+
+
+def _clean(value):
+    """JSON cannot hold NaN/inf portably: store them as None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        return _clean(value.item())
+    return value
+
+
+class ResultsStore:
+    """Rows of one experiment directory.
+
+    Args:
+        outdir: the experiment directory (created when missing).
+    """
+
+    def __init__(self, outdir: str | os.PathLike):
+        self.outdir = Path(outdir)
+        self.cells_dir = self.outdir / "cells"
+        self.cells_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- manifest -------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.outdir / "experiment.json"
+
+    def read_manifest(self) -> dict | None:
+        if not self.manifest_path.is_file():
+            return None
+        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+
+    def check_compatible(self, rows_hash: str, rows_key: dict, *, force: bool = False) -> None:
+        """Refuse to resume into rows of another experiment unless ``force`` (then move them aside).
+
+        Raises:
+            SpecChangedError: listing which parts of the spec changed.
+        """
+        manifest = self.read_manifest()
+        stored = {self._rows_hash_of(p) for p in self.cells_dir.glob("*.json")}
+        stored.discard(None)
+        old_hash = manifest.get("rows_hash") if manifest else None
+        foreign = stored - {rows_hash}
+        if (old_hash is None or old_hash == rows_hash) and not foreign:
+            return
+        changed = []
+        if manifest and "rows_key" in manifest:
+            old_key = manifest["rows_key"]
+            changed = [k for k in sorted(set(old_key) | set(rows_key))
+                       if json.dumps(old_key.get(k), sort_keys=True, default=str)
+                       != json.dumps(rows_key.get(k), sort_keys=True, default=str)]
+        if not force:
+            what = f" ({', '.join(changed)} changed)" if changed else ""
+            raise SpecChangedError(
+                f"{self.outdir} holds results of a different experiment spec{what}; "
+                "its rows would not be comparable. Use another output directory, or --force to move "
+                f"the old rows to {self.outdir / 'stale'} and start over."
+            )
+        stale = self.outdir / "stale" / f"{old_hash or 'unknown'}-{time.strftime('%Y%m%d-%H%M%S')}"
+        stale.mkdir(parents=True, exist_ok=True)
+        for path in self.cells_dir.glob("*.json"):
+            if self._rows_hash_of(path) != rows_hash:
+                os.replace(path, stale / path.name)
+
+    @staticmethod
+    def _rows_hash_of(path: Path) -> str | None:
+        try:
+            return json.loads(path.read_text(encoding="utf-8")).get("rows_hash")
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    # -- rows -----------------------------------------------------------------------------
+    def row_path(self, stem: str) -> Path:
+        return self.cells_dir / f"{stem}.json"
+
+    def has(self, stem: str) -> bool:
+        return self.row_path(stem).is_file()
+
+    def write_row(self, stem: str, row: dict) -> Path:
+        """Store one finished cell's row atomically (temp file + rename)."""
+        path = self.row_path(stem)
+        atomic_write_text(path, json.dumps(_clean(row), indent=1, sort_keys=True, default=_json_default))
+        return path
+
+    def rows(self, stems: Iterable[str] | None = None) -> list[dict]:
+        """Rows on disk, in the order of ``stems`` when given (missing ones skipped), else by name."""
+        if stems is None:
+            paths = sorted(self.cells_dir.glob("*.json"))
+        else:
+            paths = [self.row_path(s) for s in stems]
+        out = []
+        for path in paths:
+            if path.is_file():
+                out.append(json.loads(path.read_text(encoding="utf-8")))
+        return out
+
+    # -- csv ------------------------------------------------------------------------------
+    def write_csv(self, rows: list[dict], path: str | os.PathLike | None = None) -> Path:
+        """Write ``results.csv`` (atomically) with one row per cell and flat columns."""
+        path = Path(path) if path is not None else self.outdir / "results.csv"
+        atomic_write_text(path, rows_to_csv(rows))
+        return path
+
+
+def flatten_row(row: dict) -> dict:
+    """The flat CSV form of a row: nested values dropped or JSON-encoded, per-class columns kept."""
+    flat = {}
+    for key, value in row.items():
+        if key in _NESTED:
+            continue
+        if isinstance(value, (dict, list, tuple)):
+            flat[key] = json.dumps(value, sort_keys=True, default=_json_default)
+        else:
+            flat[key] = value
+    if "confusion_matrix" in row:
+        flat["confusion_matrix"] = json.dumps(row["confusion_matrix"], default=_json_default)
+    return flat
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    flats = [flatten_row(r) for r in rows]
+    keys: list[str] = [c for c in LEADING_COLUMNS if any(c in f for f in flats)]
+    params = sorted({k for f in flats for k in f if k.startswith("param_")})
+    per_class = sorted({k for f in flats for k in f if k.startswith("acc_")})
+    keys += params + per_class
+    rest = sorted({k for f in flats for k in f} - set(keys))
+    keys += rest
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for f in flats:
+        writer.writerow({k: ("" if f.get(k) is None else f.get(k)) for k in keys})
+    return buf.getvalue()
+
+
+def read_csv(path: str | os.PathLike) -> list[dict]:
+    """results.csv back as a list of dicts (strings converted to numbers where they parse)."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        for key, value in row.items():
+            if value == "":
+                row[key] = None
+                continue
+            try:
+                row[key] = int(value)
+            except ValueError:
+                try:
+                    row[key] = float(value)
+                except ValueError:
+                    pass
+    return rows

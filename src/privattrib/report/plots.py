@@ -1,0 +1,242 @@
+"""The report's figures (matplotlib, Agg backend), each returned as PNG bytes.
+
+Every accuracy plot shows the spread over seeds (mean ± std as error bars, min-max as a light
+band), the chance level (dashed grey) and the clean classifier's accuracy (dotted black).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import OrderedDict
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from privattrib.report.tables import _num, clean_reference, group_rows, stats, summarise  # noqa: E402
+
+SCENARIO_MARKERS = {"clean-train": "o", "obfuscated-train": "s", "fine-tune": "^"}
+
+
+def fig_to_png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _reference_lines(ax, chance: float | None, clean: dict | None, metric: str = "accuracy") -> None:
+    if chance is not None and metric == "accuracy":
+        ax.axhline(chance, color="grey", ls="--", lw=1, label=f"chance {chance:.2f}")
+    if clean is not None and clean[metric]["mean"] is not None:
+        ax.axhline(clean[metric]["mean"], color="black", ls=":", lw=1,
+                   label=f"clean {clean[metric]['mean']:.2f}")
+
+
+def varying_params(rows: list[dict]) -> list[str]:
+    """Parameter names (without ``param_``) that take more than one value among ``rows``."""
+    names = sorted({k for r in rows for k in r if k.startswith("param_")})
+    out = []
+    for name in names:
+        values = {repr(r.get(name)) for r in rows}
+        if len(values) > 1:
+            out.append(name[len("param_"):])
+    return out
+
+
+def _chance(rows):
+    return next((_num(r.get("chance")) for r in rows if _num(r.get("chance")) is not None), None)
+
+
+def accuracy_vs_param(rows: list[dict], method: str, param: str, metric: str = "accuracy") -> bytes:
+    """``metric`` against parameter ``param`` of ``method``: one panel per scenario, one line per
+    combination of the method's other varying parameters; mean ± std over seeds, min-max band."""
+    mrows = [r for r in rows if r.get("method") == method]
+    scenarios = list(OrderedDict.fromkeys(r["scenario"] for r in mrows))
+    others = [p for p in varying_params(mrows) if p != param]
+    chance, clean = _chance(rows), clean_reference(rows)
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(4.2 * len(scenarios), 3.3), squeeze=False,
+                             sharey=True)
+    xs_all = [r.get(f"param_{param}") for r in mrows]
+    numeric = all(_num(x) is not None for x in xs_all)
+    categories = list(OrderedDict.fromkeys(str(x) for x in xs_all)) if not numeric else None
+    positive = numeric and all(_num(x) > 0 for x in xs_all)
+    log_x = bool(positive and max(_num(x) for x in xs_all) / min(_num(x) for x in xs_all) >= 10)
+    for ax, scenario in zip(axes[0], scenarios):
+        srows = [r for r in mrows if r["scenario"] == scenario]
+        for other_key, line_rows in group_rows(srows, keys=tuple(f"param_{p}" for p in others)).items():
+            points = []
+            for (xval,), prow in group_rows(line_rows, keys=(f"param_{param}",)).items():
+                s = stats(r.get(metric) for r in prow)
+                if s["mean"] is None:
+                    continue
+                x = _num(xval) if numeric else categories.index(str(xval))
+                points.append((x, s))
+            if not points:
+                continue
+            points.sort(key=lambda p: p[0])
+            x = np.array([p[0] for p in points])
+            mean = np.array([p[1]["mean"] for p in points])
+            std = np.array([p[1]["std"] for p in points])
+            lo = np.array([p[1]["min"] for p in points])
+            hi = np.array([p[1]["max"] for p in points])
+            label = ", ".join(f"{p}={v}" for p, v in zip(others, other_key)) or None
+            line = ax.errorbar(x, mean, yerr=std, marker=SCENARIO_MARKERS.get(scenario, "o"), capsize=3,
+                               label=label)
+            ax.fill_between(x, lo, hi, alpha=0.15, color=line[0].get_color())
+        _reference_lines(ax, chance, clean, metric)
+        ax.set_title(scenario)
+        ax.set_xlabel(param)
+        if log_x:
+            ax.set_xscale("log")
+        if categories is not None:
+            ax.set_xticks(range(len(categories)), categories)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(metric.replace("_", " "))
+    if metric in ("accuracy", "laundering_rate"):
+        axes[0][0].set_ylim(-0.02, 1.02)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.suptitle(f"{method}: {metric.replace('_', ' ')} vs {param} (mean ± std over seeds, band = min-max)",
+                 fontsize=10)
+    return fig_to_png(fig)
+
+
+def accuracy_bars(rows: list[dict], metric: str = "accuracy") -> bytes:
+    """Grouped bars: ``metric`` per method setting, one bar per scenario, mean ± std over seeds."""
+    summary = summarise(rows)
+    specs = list(OrderedDict.fromkeys(e["spec"] for e in summary))
+    scenarios = list(OrderedDict.fromkeys(e["scenario"] for e in summary))
+    index = {(e["spec"], e["scenario"]): e for e in summary}
+    width = 0.8 / max(1, len(scenarios))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(specs) * max(1, len(scenarios)) ** 0.5 + 2), 4.0))
+    for j, scenario in enumerate(scenarios):
+        xs, ms, ss = [], [], []
+        for i, spec in enumerate(specs):
+            e = index.get((spec, scenario))
+            if e is None or e[metric]["mean"] is None:
+                continue
+            xs.append(i + (j - (len(scenarios) - 1) / 2) * width)
+            ms.append(e[metric]["mean"])
+            ss.append(e[metric]["std"])
+        ax.bar(xs, ms, width=width, yerr=ss, capsize=2, label=scenario)
+    _reference_lines(ax, _chance(rows), clean_reference(rows), metric)
+    ax.set_xticks(range(len(specs)), specs, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel(metric.replace("_", " "))
+    if metric in ("accuracy", "laundering_rate"):
+        ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(axis="y", alpha=0.3)
+    title = {"accuracy": "attribution accuracy per method setting",
+             "laundering_rate": "laundering rate: share of GAN test images attributed to real"}.get(metric, metric)
+    ax.set_title(f"{title} (mean ± std over seeds)", fontsize=10)
+    return fig_to_png(fig)
+
+
+def privacy_utility(rows: list[dict]) -> bytes | None:
+    """Attribution accuracy against PSNR and SSIM of the obfuscated test images (means over seeds);
+    colour = method, marker = scenario. Up and right = the classifier still works on images that
+    stay close to the original."""
+    summary = [e for e in summarise(rows) if e["spec"] != "none"]
+    if not any(e["psnr"]["mean"] is not None or e["ssim"]["mean"] is not None for e in summary):
+        return None
+    methods = list(OrderedDict.fromkeys(e["method"] for e in summary))
+    colours = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, util, label in ((axes[0], "psnr", "PSNR of obfuscated test images (dB)"),
+                            (axes[1], "ssim", "SSIM of obfuscated test images")):
+        for e in summary:
+            if e[util]["mean"] is None or e["accuracy"]["mean"] is None:
+                continue
+            x = e[util]["mean"]
+            if util == "psnr" and not math.isfinite(x):
+                continue
+            ax.errorbar(x, e["accuracy"]["mean"], yerr=e["accuracy"]["std"], ls="none",
+                        marker=SCENARIO_MARKERS.get(e["scenario"], "o"), color=colours[e["method"]],
+                        capsize=2, ms=5)
+        _reference_lines(ax, _chance(rows), clean_reference(rows))
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("attribution accuracy")
+    axes[0].set_ylim(-0.02, 1.02)
+    handles = [plt.Line2D([], [], color=colours[m], marker="o", ls="none", label=m) for m in methods]
+    handles += [plt.Line2D([], [], color="k", marker=mk, ls="none", label=s)
+                for s, mk in SCENARIO_MARKERS.items() if any(e["scenario"] == s for e in summary)]
+    axes[1].legend(handles=handles, fontsize=7, loc="best")
+    fig.suptitle("privacy-utility: attribution accuracy vs image utility", fontsize=10)
+    return fig_to_png(fig)
+
+
+def confusion_grid(rows: list[dict], method: str, class_names: list[str]) -> bytes | None:
+    """Row-normalised confusion matrices (summed over seeds) for each setting of ``method`` (rows)
+    and each scenario (columns). Rows of a matrix = true class, columns = predicted class."""
+    summary = [e for e in summarise(rows) if e["method"] == method and "confusion" in e]
+    if not summary:
+        return None
+    specs = list(OrderedDict.fromkeys(e["spec"] for e in summary))
+    scenarios = list(OrderedDict.fromkeys(e["scenario"] for e in summary))
+    index = {(e["spec"], e["scenario"]): e for e in summary}
+    k = len(class_names)
+    cell = 0.45 * k + 1.2
+    fig, axes = plt.subplots(len(specs), len(scenarios), figsize=(cell * len(scenarios), cell * len(specs) * 0.9),
+                             squeeze=False)
+    for i, spec in enumerate(specs):
+        for j, scenario in enumerate(scenarios):
+            ax = axes[i][j]
+            e = index.get((spec, scenario))
+            if e is None:
+                ax.axis("off")
+                continue
+            m = e["confusion"]
+            norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+            ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+            if k <= 8:
+                for a in range(k):
+                    for b in range(k):
+                        ax.text(b, a, f"{norm[a, b]:.2f}", ha="center", va="center", fontsize=6,
+                                color="white" if norm[a, b] > 0.5 else "black")
+            ax.set_xticks(range(k), class_names if i == len(specs) - 1 else [""] * k, rotation=90, fontsize=6)
+            ax.set_yticks(range(k), class_names if j == 0 else [""] * k, fontsize=6)
+            ax.set_title(f"{spec}\n{scenario}", fontsize=7)
+    fig.suptitle(f"{method}: confusion matrices (true = rows, predicted = columns)", fontsize=9)
+    fig.tight_layout()
+    return fig_to_png(fig)
+
+
+def example_grid(images_nchw: np.ndarray, keys: list[str], labels: list[str], specs: list[str],
+                 seed: int = 0) -> bytes:
+    """Example images: one column per image (titled with its class), row 1 the originals, then one
+    row per method setting (noise drawn with ``seed`` and the images' keys, as in the cells)."""
+    from privattrib.obfuscation import make
+
+    rows = [("original", images_nchw)]
+    for spec in specs:
+        if spec == "none":
+            continue
+        ob = make(spec)
+        rows.append((spec, np.asarray(_apply(ob, images_nchw, seed, keys))))
+    n = len(images_nchw)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.25 * n + 1.6, 1.25 * len(rows)), squeeze=False)
+    for i, (title, batch) in enumerate(rows):
+        for j in range(n):
+            ax = axes[i][j]
+            img = batch[j].transpose(1, 2, 0)
+            ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray" if img.shape[2] == 1 else None,
+                      vmin=0, vmax=255, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(labels[j], fontsize=7)
+            if j == 0:
+                ax.set_ylabel(title, fontsize=6, rotation=0, ha="right", va="center")
+    fig.subplots_adjust(wspace=0.05, hspace=0.08)
+    return fig_to_png(fig)
+
+
+def _apply(ob, images_nchw: np.ndarray, seed: int, keys: list[str]):
+    import torch
+
+    out = ob(torch.from_numpy(np.ascontiguousarray(images_nchw)), seed=seed, keys=keys)
+    return out.numpy() if hasattr(out, "numpy") else np.asarray(out)

@@ -1,0 +1,135 @@
+"""Aggregate results rows over seeds and lay them out as tables (HTML and terminal)."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections import OrderedDict
+from typing import Iterable
+
+import numpy as np
+
+METRICS = ("accuracy", "laundering_rate", "mse", "psnr", "ssim", "wall_s")
+
+
+def _num(x) -> float | None:
+    if x is None or x == "":
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def group_rows(rows: Iterable[dict], keys=("spec", "scenario")) -> "OrderedDict[tuple, list[dict]]":
+    """Rows grouped by ``keys`` (first-seen order)."""
+    groups: OrderedDict[tuple, list[dict]] = OrderedDict()
+    for row in rows:
+        groups.setdefault(tuple(row.get(k) for k in keys), []).append(row)
+    return groups
+
+
+def stats(values: Iterable) -> dict:
+    """mean, std (population, over seeds), min, max and n of the finite values (None when empty)."""
+    vals = np.array([v for v in (_num(x) for x in values) if v is not None], dtype=float)
+    if len(vals) == 0:
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+    return {"mean": float(vals.mean()), "std": float(vals.std()), "min": float(vals.min()),
+            "max": float(vals.max()), "n": int(len(vals))}
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """One entry per (spec, scenario): identity columns of its first row + stats of each metric
+    over seeds + the per-class accuracy means + the confusion matrix summed over seeds."""
+    out = []
+    for (spec, scenario), group in group_rows(rows).items():
+        first = group[0]
+        entry = {
+            "spec": spec, "scenario": scenario, "method": first.get("method"),
+            "epsilon": first.get("epsilon"), "privacy_notion": first.get("privacy_notion"),
+            "noise": first.get("noise"), "seeds": sorted(r.get("seed") for r in group),
+            "params": {k[len("param_"):]: v for k, v in first.items() if k.startswith("param_") and v is not None},
+            "chance": _num(first.get("chance")),
+        }
+        for metric in METRICS:
+            entry[metric] = stats(r.get(metric) for r in group)
+        classes = [k for k in first if k.startswith("acc_")]
+        entry["per_class"] = {k[4:]: stats(r.get(k) for r in group)["mean"] for k in classes}
+        mats = [np.asarray(r["confusion_matrix"], dtype=float) for r in group
+                if r.get("confusion_matrix") is not None]
+        if mats and all(m.shape == mats[0].shape for m in mats):
+            entry["confusion"] = np.sum(mats, axis=0)
+        out.append(entry)
+    return out
+
+
+def clean_reference(rows: list[dict]) -> dict | None:
+    """Stats of the clean (``none``, clean-train) accuracy over seeds, the reference of every plot."""
+    clean = [r for r in rows if r.get("spec") == "none" and r.get("scenario") == "clean-train"]
+    if not clean:
+        return None
+    return {"accuracy": stats(r.get("accuracy") for r in clean),
+            "laundering_rate": stats(r.get("laundering_rate") for r in clean)}
+
+
+def fmt_stat(s: dict | None, digits: int = 3, percent: bool = False) -> str:
+    if not s or s.get("mean") is None:
+        return "–"
+    scale = 100.0 if percent else 1.0
+    mean = s["mean"] * scale
+    if s["n"] > 1:
+        return f"{mean:.{digits}f} ± {s['std'] * scale:.{digits}f}"
+    return f"{mean:.{digits}f}"
+
+
+def summary_html(summary: list[dict], class_names: list[str]) -> str:
+    """The per-(spec, scenario) table of the report."""
+    head = ["method setting", "scenario", "ε", "privacy notion", "seeds", "accuracy", "laundering",
+            "PSNR (dB)", "SSIM", *[f"acc {c}" for c in class_names], "chance"]
+    lines = ["<table class='results'><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+             + "</tr></thead><tbody>"]
+    for e in summary:
+        cells = [
+            f"<code>{html.escape(str(e['spec']))}</code>", html.escape(str(e["scenario"])),
+            "–" if e["epsilon"] in (None, "") else html.escape(f"{e['epsilon']:g}" if isinstance(e["epsilon"], (int, float)) else str(e["epsilon"])),
+            html.escape(str(e.get("privacy_notion") or "none")),
+            str(len(e["seeds"])),
+            fmt_stat(e["accuracy"]), fmt_stat(e["laundering_rate"]), fmt_stat(e["psnr"], 2),
+            fmt_stat(e["ssim"]),
+            *[("–" if e["per_class"].get(c) is None else f"{e['per_class'][c]:.3f}") for c in class_names],
+            "–" if e["chance"] is None else f"{e['chance']:.3f}",
+        ]
+        lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    lines.append("</tbody></table>")
+    return "\n".join(lines)
+
+
+def summary_rich_table(rows: list[dict], title: str = "results (mean over seeds)", max_rows: int = 40):
+    """A short terminal table: accuracy per method setting and scenario, plus utility."""
+    from rich.table import Table
+
+    summary = summarise(rows)
+    scenarios = list(OrderedDict.fromkeys(e["scenario"] for e in summary))
+    table = Table(title=title)
+    table.add_column("method setting", style="cyan", no_wrap=True)
+    for s in scenarios:
+        table.add_column(f"acc {s}", justify="right")
+    table.add_column("launder (clean-train)", justify="right")
+    table.add_column("PSNR", justify="right")
+    table.add_column("SSIM", justify="right")
+    by_spec: OrderedDict[str, dict] = OrderedDict()
+    for e in summary:
+        by_spec.setdefault(e["spec"], {})[e["scenario"]] = e
+    for i, (spec, per) in enumerate(by_spec.items()):
+        if i >= max_rows:
+            table.add_row(f"... {len(by_spec) - max_rows} more in results.csv")
+            break
+        any_e = next(iter(per.values()))
+        launder = per.get("clean-train", any_e)["laundering_rate"]
+        table.add_row(spec, *[fmt_stat(per[s]["accuracy"]) if s in per else "" for s in scenarios],
+                      fmt_stat(launder), fmt_stat(any_e["psnr"], 1), fmt_stat(any_e["ssim"]))
+    chance = next((e["chance"] for e in summary if e["chance"] is not None), None)
+    if chance is not None:
+        table.caption = f"chance level {chance:.3f}; ± is the std over seeds"
+    return table
