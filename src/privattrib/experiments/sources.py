@@ -205,13 +205,17 @@ def _load_plain_source(src: dict, size: int, channels: int, cache_dir, progress:
     if src["kind"] == "synthetic":
         opts = dict(src.get("options", {}))
         return _call_with_supported(data_layer.synthetic_faces, size=size, channels=channels, **opts)
-    arg = src["path"] if src["kind"] == "auto" else {src["kind"]: src["path"]}
-    if not src["kind"] == "auto" and not Path(src["path"]).exists():
+    if not Path(src["path"]).exists():
         raise SpecError(f"{src['kind']} source not found: {src['path']}")
-    if src["kind"] == "auto" and not Path(src["path"]).exists():
-        raise SpecError(f"source path not found: {src['path']}")
-    return _call_with_supported(data_layer.load_source, arg, size=size, channels=channels,
-                                cache_dir=cache_dir, progress=progress)
+    kind = src["kind"]
+    if kind == "auto":
+        kind = data_layer.detect_kind(src["path"]) if hasattr(data_layer, "detect_kind") else "auto"
+    options = dict(src.get("options", {}))
+    options.update({"cache_dir": cache_dir, "progress": progress})
+    if kind != "celeba":  # CelebA is RGB; the others decode to the channels asked for
+        options["channels"] = channels
+    arg = src["path"] if kind == "auto" else {kind: src["path"]}
+    return data_layer.load_source(arg, size, **options)
 
 
 def _split_real(real: LabeledImages, counts: dict, seed: int) -> dict:

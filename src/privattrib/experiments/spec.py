@@ -44,6 +44,8 @@ _TOP_KEYS = {
 }
 _DATA_KEYS = {"size", "channels", "sources", "per_class", "cache_dir"}
 _GAN_KEYS = {"arch", "preset", "steps", "seed", "batch_size"}
+#: Options a file source may carry beside its path (handed to the data layer's loader).
+_LOADER_OPTIONS = {"limit", "partitions", "crop", "skip_ambient", "strict"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -318,23 +320,35 @@ def normalise_source(src: Any, where: str, base: Path) -> dict:
     """Turn one source entry into ``{"kind": ..., ...}`` with absolute paths.
 
     Accepted forms: ``PATH`` (kind detected by the data layer), ``{celeba: PATH}``,
-    ``{folder: PATH}``, ``{identities: PATH}``, ``{synthetic: {n_identities, per_identity, seed}}``,
+    ``{folder: PATH}``, ``{identities: PATH}`` (these three may add loader options ``limit``,
+    ``partitions``, ``crop``, ``skip_ambient``, ``strict``), ``{synthetic: {n_identities, per_identity, seed}}``,
     ``{gan: {arch, preset | steps, seed, batch_size}}`` (trained on the real TRAIN images) and
     ``{gan_run: PATH}`` (sample an existing GAN run).
     """
     if isinstance(src, (str, os.PathLike)):
         return {"kind": "auto", "path": str((base / str(src)).resolve())}
-    if not isinstance(src, dict) or len(src) != 1:
+    kinds = [k for k in SOURCE_KINDS if isinstance(src, dict) and k in src]
+    if not isinstance(src, dict) or len(kinds) != 1:
         raise SpecError(
-            f"{where}: must be a path or a mapping with exactly one kind of {list(SOURCE_KINDS)}, got {src!r}"
+            f"{where}: must be a path or a mapping naming exactly one kind of {list(SOURCE_KINDS)}, got {src!r}"
         )
-    (kind, value), = src.items()
-    if kind not in SOURCE_KINDS:
-        raise SpecError(f"{where}: unknown source kind {kind!r}; allowed: {list(SOURCE_KINDS)}")
+    kind = kinds[0]
+    value = src[kind]
+    extra = {k: v for k, v in src.items() if k != kind}
+    if extra and kind not in ("celeba", "folder", "identities"):
+        raise SpecError(f"{where}: unknown key(s) {sorted(extra)} beside {kind!r}")
+    bad = set(extra) - _LOADER_OPTIONS
+    if bad:
+        raise SpecError(f"{where}: unknown option(s) {sorted(bad)}; allowed: {sorted(_LOADER_OPTIONS)}")
+    if "limit" in extra:
+        _int(extra["limit"], f"{where}.limit", minimum=1)
     if kind in ("celeba", "folder", "identities", "gan_run"):
         if not isinstance(value, (str, os.PathLike)):
             raise SpecError(f"{where}.{kind}: must be a path, got {value!r}")
-        return {"kind": kind, "path": str((base / str(value)).resolve())}
+        out = {"kind": kind, "path": str((base / str(value)).resolve())}
+        if extra:
+            out["options"] = extra
+        return out
     if kind == "synthetic":
         value = value or {}
         if not isinstance(value, dict):

@@ -1,0 +1,126 @@
+"""Experiment files: validation messages name the bad key, the grid expands, hashes mean what they say."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from privattrib.experiments import SpecError, load_builtin_spec, load_spec, validate_spec
+
+
+def base_spec(tmp_path) -> dict:
+    (tmp_path / "fakes").mkdir(exist_ok=True)
+    return {
+        "name": "t",
+        "seed": 0,
+        "data": {
+            "size": 16,
+            "sources": {"real": {"synthetic": {"n_identities": 8, "per_identity": 6}},
+                        "fake": str(tmp_path / "fakes")},
+            "per_class": {"train": 20, "val": 4, "test": 10},
+        },
+        "classifier": {"arch": "yu2019", "epochs": 1, "batch": 16},
+        "obfuscations": ["none", "pixelate:b=[2,4]"],
+        "scenarios": ["clean-train", "obfuscated-train"],
+        "seeds": [0, 1],
+    }
+
+
+def test_grid_expands_brackets_and_orders_cells(tmp_path):
+    spec = validate_spec(base_spec(tmp_path))
+    assert spec.methods == ["none", "pixelate:b=2", "pixelate:b=4"]
+    cells = spec.cells()
+    # none only as clean-train; two pixelate settings x two scenarios; per seed
+    assert len(cells) == 2 * (1 + 2 * 2)
+    assert [c.seed for c in cells] == [0] * 5 + [1] * 5  # seed-major: the clean model first
+    assert cells[0].spec == "none" and cells[0].scenario == "clean-train"
+    assert len({c.file_stem for c in cells}) == len(cells)
+    assert all("[" not in c.spec for c in cells)
+
+
+def test_class_order_real_first_then_sorted(tmp_path):
+    raw = base_spec(tmp_path)
+    raw["data"]["sources"] = {"zeta": str(tmp_path / "fakes"), "real": {"synthetic": {}},
+                              "alpha": {"gan": {"arch": "dcgan", "steps": 5}}}
+    spec = validate_spec(raw)
+    assert spec.class_names == ["real", "alpha", "zeta"]
+
+
+def test_relative_paths_resolve_against_base_dir(tmp_path):
+    raw = base_spec(tmp_path)
+    raw["data"]["sources"]["fake"] = "fakes"
+    spec = validate_spec(raw, base_dir=tmp_path)
+    assert spec.data["sources"]["fake"] == {"kind": "auto", "path": str((tmp_path / "fakes").resolve())}
+
+
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda r: r.pop("name"), "name"),
+        (lambda r: r.update(seeds=[0, 0]), "seeds"),
+        (lambda r: r.update(seeds=["a"]), "seeds[0]"),
+        (lambda r: r["data"].update(size=4), "data.size"),
+        (lambda r: r["data"]["sources"].pop("real"), "data.sources"),
+        (lambda r: r["data"]["sources"].update(x={"gan": {"arch": "dcgan"}}), "data.sources.x.gan"),
+        (lambda r: r["data"]["sources"].update(x={"magic": 1}), "data.sources.x"),
+        (lambda r: r["data"]["sources"].update(real={"gan": {"arch": "dcgan", "steps": 1}}), "data.sources.real"),
+        (lambda r: r["data"]["per_class"].update(train=0), "data.per_class.train"),
+        (lambda r: r["data"]["per_class"].update(tests=3), "data.per_class"),
+        (lambda r: r["classifier"].pop("arch"), "classifier.arch"),
+        (lambda r: r["classifier"].update(epochs=-1), "classifier.epochs"),
+        (lambda r: r.update(obfuscations=["pixelate:b=[0,2]"]), "obfuscations[0]"),
+        (lambda r: r.update(obfuscations=["nosuchmethod"]), "obfuscations[0]"),
+        (lambda r: r.update(scenarios=["clean-train", "sideways"]), "scenarios[1]"),
+        (lambda r: r.update(obfuscated_fraction=0), "obfuscated_fraction"),
+        (lambda r: r.update(attacks=["teleport"]), "attacks"),
+        (lambda r: r.update(colour="red"), "top-level"),
+        (lambda r: r.update(device="gpu"), "device"),
+    ],
+)
+def test_bad_specs_name_the_key(tmp_path, mutate, key):
+    raw = base_spec(tmp_path)
+    mutate(raw)
+    with pytest.raises(SpecError) as info:
+        validate_spec(raw)
+    assert key in str(info.value)
+
+
+def test_rows_hash_ignores_grid_but_not_data_or_classifier(tmp_path):
+    raw = base_spec(tmp_path)
+    h = validate_spec(raw).rows_hash()
+    grown = copy.deepcopy(raw)
+    grown["seeds"] = [0, 1, 2]
+    grown["obfuscations"].append("blur:k=3")
+    assert validate_spec(grown).rows_hash() == h
+    for change in (lambda r: r["classifier"].update(epochs=2), lambda r: r["data"].update(size=32),
+                   lambda r: r.update(obfuscated_fraction=0.5), lambda r: r.update(seed=3)):
+        other = copy.deepcopy(raw)
+        change(other)
+        assert validate_spec(other).rows_hash() != h
+
+
+def test_yaml_file_and_builtin_demo(tmp_path):
+    import yaml
+
+    path = tmp_path / "x.yaml"
+    path.write_text(yaml.safe_dump(base_spec(tmp_path)))
+    assert load_spec(path).name == "t"
+    path.write_text("name: [unclosed")
+    with pytest.raises(SpecError, match="YAML"):
+        load_spec(path)
+    with pytest.raises(FileNotFoundError):
+        load_spec(tmp_path / "missing.yaml")
+    demo = validate_spec(load_builtin_spec("demo"))
+    methods = {s.split(":")[0] for s in demo.methods}
+    assert methods == {"none", "pixelate", "blur", "dp-pix", "dp-blur", "svd-mp"}
+    assert demo.scenarios == ["clean-train", "obfuscated-train", "fine-tune"]
+
+
+def test_example_specs_validate():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "examples").glob("*.yaml")):
+        spec = load_spec(path, base_dir=root)
+        assert spec.class_names[0] == "real"
