@@ -1,0 +1,479 @@
+"""The uint8 image cache: decode, crop and resize each source file once.
+
+A cache entry is a folder ``<cache_dir>/<kind>-<hash>/`` holding
+
+* ``images.npy``: uint8 N x C x H x W, opened with ``np.load(mmap_mode="r")`` (no copy, shared
+  by every reader through the page cache);
+* ``rows.npz``: per-row arrays (labels, identities, partitions, attributes, ...);
+* ``manifest.json``: keys, source paths, class names, preprocessing, the input hash and every
+  skipped file with its reason.
+
+The hash covers the preprocessing parameters and every input file's path, size and mtime (and the
+label files'), so an entry is reused when nothing changed and a new one is built when anything did.
+A build writes into a private temporary folder and renames it into place in one step: readers see
+a complete entry or none, and two concurrent builders of the same entry just race to the rename
+(the loser discards its copy). Building fans out over all cores; workers write their rows straight
+into the memory-mapped output, so no pixels travel between processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from privattrib.common import atomic_write_text, stable_hash
+from privattrib.data.io import BadImageError, Skipped
+from privattrib.data.preprocess import Preprocess, prepare, probe
+
+log = logging.getLogger("privattrib.data")
+
+CACHE_FORMAT = 1
+_CHUNK = 64  # files per worker task: big enough to amortise IPC, small enough for a smooth bar
+
+
+def default_cache_dir() -> Path:
+    """``$PRIVATTRIB_CACHE`` if set, else ``~/.cache/privattrib``."""
+    env = os.environ.get("PRIVATTRIB_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "privattrib"
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class Entries:
+    """What a source found, before decoding: one row per candidate file.
+
+    Attributes:
+        paths: absolute file paths, in row order.
+        keys: stable key per row (noise key, shown to users).
+        rows: per-row arrays aligned with ``paths`` (``labels`` at least).
+        class_names: class index -> name.
+        skipped: files left out before decoding, with reasons.
+        label_files: files whose content defines the labels (hashed by size and mtime).
+        info: source-specific facts for reports (counts, notes); JSON-serialisable.
+    """
+
+    paths: list[str]
+    keys: list[str]
+    rows: dict[str, np.ndarray]
+    class_names: list[str]
+    skipped: list[Skipped] = field(default_factory=list)
+    label_files: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+    def select(self, index: np.ndarray) -> "Entries":
+        index = np.asarray(index, dtype=np.int64)
+        return Entries(
+            paths=[self.paths[i] for i in index],
+            keys=[self.keys[i] for i in index],
+            rows={k: v[index] for k, v in self.rows.items()},
+            class_names=self.class_names,
+            skipped=self.skipped,
+            label_files=self.label_files,
+            info=self.info,
+        )
+
+
+def _stat_signature(path: str) -> list:
+    try:
+        st = os.stat(path)
+        return [st.st_size, st.st_mtime_ns]
+    except OSError as exc:
+        return [None, exc.errno]
+
+
+def _array_digest(a: np.ndarray) -> str:
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()[:32]
+
+
+def files_signature(paths: list[str]) -> list:
+    """[path, size, mtime_ns] per file: what decides whether a cached row is still valid."""
+    return [[p, *_stat_signature(p)] for p in paths]
+
+
+def input_hash(kind: str, entries: Entries, prep: Preprocess, extra: dict | None = None) -> str:
+    """Hash of everything a cache entry depends on (CACHE_FORMAT bumps invalidate old entries)."""
+    h = stable_hash(
+        {
+            "format": CACHE_FORMAT,
+            "kind": kind,
+            "prep": prep.as_dict(),
+            "files": [[p, k, *_stat_signature(p)] for p, k in zip(entries.paths, entries.keys)],
+            "rows": {k: _array_digest(v) for k, v in sorted(entries.rows.items())},
+            "class_names": entries.class_names,
+            "label_files": [[p, *_stat_signature(p)] for p in entries.label_files],
+            "extra": extra or {},
+        },
+        length=20,
+    )
+    return h
+
+
+# ----------------------------------------------------------------------------- workers
+
+def _work_chunk(npy_path: str | None, rows: list[int], paths: list[str], prep: dict) -> list[tuple[int, str]]:
+    """Decode ``paths`` into rows of the memory-mapped ``npy_path`` (or only validate them).
+
+    Returns:
+        (row, reason) for every file that failed.
+    """
+    p = dict(prep)
+    if p.get("size") is not None:
+        p["size"] = tuple(p["size"])
+    preprocess = Preprocess(**p)
+    out = np.load(npy_path, mmap_mode="r+") if npy_path else None
+    failed: list[tuple[int, str]] = []
+    for row, path in zip(rows, paths):
+        try:
+            arr = prepare(path, preprocess)
+            if out is not None:
+                out[row] = arr
+        except BadImageError as exc:
+            failed.append((row, exc.reason))
+        except MemoryError:
+            failed.append((row, "out of memory while decoding"))
+        except Exception as exc:  # a decoder bug on a malformed file must not stop a build
+            failed.append((row, f"unexpected decoder error ({type(exc).__name__}: {exc})"))
+    if out is not None:
+        out.flush()
+        del out
+    return failed
+
+
+def _probe_chunk(rows: list[int], paths: list[str], max_pixels: int) -> list[tuple[int, object]]:
+    result: list[tuple[int, object]] = []
+    for row, path in zip(rows, paths):
+        try:
+            result.append((row, probe(path, max_pixels)))
+        except BadImageError as exc:
+            result.append((row, exc.reason))
+        except Exception as exc:
+            result.append((row, f"unexpected decoder error ({type(exc).__name__}: {exc})"))
+    return result
+
+
+def _progress(enabled: bool):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def _run_chunks(fn, args_for_chunk, n: int, workers: int, description: str, progress: bool) -> list:
+    """Run ``fn(*args_for_chunk(lo, hi))`` over [0, n) in chunks, on a process pool when it pays."""
+    chunks = [(lo, min(n, lo + _CHUNK)) for lo in range(0, n, _CHUNK)]
+    results: list = []
+    t0 = time.perf_counter()
+    with _progress(progress) as bar:
+        task = bar.add_task(description, total=n, rate="")
+
+        def advance(k: int) -> None:
+            done = bar.tasks[task].completed + k
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            bar.update(task, advance=k, rate=f"{rate:,.0f} img/s")
+
+        if workers <= 1 or n < 4 * _CHUNK:
+            for lo, hi in chunks:
+                results.extend(fn(*args_for_chunk(lo, hi)))
+                advance(hi - lo)
+        else:
+            # spawn: safe whatever threads the parent runs (torch, rich); workers import only
+            # numpy and Pillow, so start-up costs well under a second.
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+                futures = {pool.submit(fn, *args_for_chunk(lo, hi)): hi - lo for lo, hi in chunks}
+                for fut in as_completed(futures):
+                    results.extend(fut.result())
+                    advance(futures[fut])
+    return results
+
+
+# ----------------------------------------------------------------------------- resolution
+
+def resolve_native(entries: Entries, prep: Preprocess, workers: int, progress: bool) -> tuple[Preprocess, dict[int, str]]:
+    """Fill in ``size=None`` / ``channels=None`` from the files' headers.
+
+    Native size: the most common (H, W) of the set; other sizes are skipped (``exact_size``).
+    Channels: 1 when every file is grey, else 3.
+
+    Returns:
+        (resolved preprocessing, {row: reason} for files whose header is already unusable).
+    """
+    if prep.size is not None and prep.channels is not None:
+        return prep, {}
+    n = len(entries.paths)
+    found = _run_chunks(
+        _probe_chunk,
+        lambda lo, hi: (list(range(lo, hi)), entries.paths[lo:hi], prep.max_pixels),
+        n, workers, "reading headers", progress,
+    )
+    bad = {row: r for row, r in found if isinstance(r, str)}
+    shapes = [r for _, r in found if not isinstance(r, str)]
+    if not shapes:
+        return prep, bad
+    size, exact = prep.size, prep.exact_size
+    if size is None:
+        size = Counter((h, w) for h, w, _ in shapes).most_common(1)[0][0]
+        exact = True
+    channels = prep.channels
+    if channels is None:
+        channels = 1 if all(c == 1 for _, _, c in shapes) else 3
+    crop = "none" if prep.size is None else prep.crop
+    return Preprocess(size=size, crop=crop, channels=channels, draft=prep.draft,
+                      exact_size=exact, max_pixels=prep.max_pixels), bad
+
+
+# ----------------------------------------------------------------------------- cache
+
+@dataclass
+class CachedSet:
+    """A built cache entry, opened read-only."""
+
+    images: np.ndarray  # uint8 N x C x H x W memory map
+    rows: dict[str, np.ndarray]
+    keys: list[str]
+    paths: list[str]
+    class_names: list[str]
+    skipped: list[dict]
+    manifest: dict
+    folder: Path
+
+
+def open_cache(folder: Path) -> CachedSet | None:
+    """Open a complete cache entry, or None when it is absent or incomplete."""
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        images = np.load(folder / "images.npy", mmap_mode="r")
+        with np.load(folder / "rows.npz") as z:
+            rows = {k: z[k] for k in z.files}
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        log.warning("ignoring a damaged cache entry %s (%s); it will be rebuilt", folder, exc)
+        return None
+    if list(images.shape) != manifest["shape"] or images.dtype != np.uint8:
+        log.warning("ignoring cache entry %s: array shape does not match its manifest", folder)
+        return None
+    return CachedSet(images, rows, manifest["keys"], manifest["paths"], manifest["class_names"],
+                     manifest["skipped"], manifest, folder)
+
+
+def _cache_root(cache_dir) -> Path:
+    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+
+
+def try_open(kind: str, key: str, cache_dir: str | os.PathLike | None = None) -> CachedSet | None:
+    """Open the entry ``<kind>-<key>`` if it is complete (lets a source skip parsing on a hit)."""
+    return open_cache(_cache_root(cache_dir) / f"{kind}-{key}")
+
+
+def build_or_open(
+    kind: str,
+    entries: Entries,
+    prep: Preprocess,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    strict: bool = False,
+    progress: bool = True,
+    rebuild: bool = False,
+    meta: dict | None = None,
+    key: str | None = None,
+) -> CachedSet:
+    """Return the cache entry for (``entries``, ``prep``), building it when needed.
+
+    Args:
+        kind: source kind, part of the folder name (``celeba``, ``folder``, ``identities``).
+        entries: candidate files and their per-row arrays.
+        prep: preprocessing; ``size``/``channels`` of None are resolved from the headers.
+        cache_dir: root of the cache (default :func:`default_cache_dir`).
+        workers: decoding processes (default: all cores available to this process).
+        strict: raise :class:`BadImageError` on the first unusable file instead of skipping it.
+        progress: show a rich progress bar while building.
+        rebuild: ignore an existing entry.
+        meta: JSON facts stored in the manifest (source info).
+        key: a precomputed input hash (see :func:`try_open`); default :func:`input_hash`.
+
+    Raises:
+        BadImageError: ``strict`` and a file (or an entry skipped before decoding) is unusable.
+        ValueError: no usable image at all.
+    """
+    if strict and entries.skipped:
+        s = entries.skipped[0]
+        raise BadImageError(s.path, s.reason)
+    cache_root = _cache_root(cache_dir)
+    key = key or input_hash(kind, entries, prep)
+    folder = cache_root / f"{kind}-{key}"
+    if not rebuild:
+        cached = open_cache(folder)
+        if cached is not None:
+            return cached
+    workers = default_workers() if workers is None else max(1, int(workers))
+    n = len(entries.paths)
+    if n == 0:
+        raise ValueError("no image files found" + (f" ({len(entries.skipped)} entries skipped)" if entries.skipped else ""))
+
+    t0 = time.perf_counter()
+    resolved, bad = resolve_native(entries, prep, workers, progress)
+    if strict and bad:
+        row, reason = min(bad.items())
+        raise BadImageError(entries.paths[row], reason)
+    todo = np.array([i for i in range(n) if i not in bad], dtype=np.int64)
+    if len(todo) == 0:
+        raise ValueError(f"none of the {n} files is a usable image")
+    h, w = resolved.size
+    c = resolved.channels
+
+    cache_root.mkdir(parents=True, exist_ok=True)
+    tmp = cache_root / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        npy = tmp / "images.npy"
+        out = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(len(todo), c, h, w))
+        del out  # workers reopen it; the header is on disk
+        todo_paths = [entries.paths[i] for i in todo]
+        failed = _run_chunks(
+            _work_chunk,
+            lambda lo, hi: (str(npy), list(range(lo, hi)), todo_paths[lo:hi], resolved.as_dict()),
+            len(todo), workers, f"caching {kind} {h}x{w}", progress,
+        )
+        failed_rows = {row: reason for row, reason in failed}
+        if strict and failed_rows:
+            row, reason = min(failed_rows.items())
+            raise BadImageError(todo_paths[row], reason)
+        for row, reason in failed_rows.items():
+            bad[int(todo[row])] = reason
+        keep_local = np.array([r for r in range(len(todo)) if r not in failed_rows], dtype=np.int64)
+        if len(keep_local) == 0:
+            raise ValueError(f"none of the {n} files is a usable image")
+        if len(keep_local) < len(todo):
+            # Compact: rows of failed files are dropped by a sequential copy, cheap next to decoding.
+            src = np.load(npy, mmap_mode="r")
+            dst_path = tmp / "images.compact.npy"
+            dst = np.lib.format.open_memmap(dst_path, mode="w+", dtype=np.uint8, shape=(len(keep_local), c, h, w))
+            for lo in range(0, len(keep_local), 1024):
+                dst[lo : lo + 1024] = src[keep_local[lo : lo + 1024]]
+            dst.flush()
+            del dst, src
+            os.replace(dst_path, npy)
+        keep = todo[keep_local]
+        rows = {k: np.asarray(v)[keep] for k, v in entries.rows.items()}
+        np.savez(tmp / "rows.npz", **rows)
+        skipped = [s.as_dict() for s in entries.skipped] + [
+            {"path": entries.paths[i], "reason": r} for i, r in sorted(bad.items())
+        ]
+        elapsed = time.perf_counter() - t0
+        manifest = {
+            "format": CACHE_FORMAT,
+            "kind": kind,
+            "hash": key,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "preprocess": resolved.as_dict(),
+            "requested_preprocess": prep.as_dict(),
+            "shape": [int(len(keep)), c, h, w],
+            "class_names": list(entries.class_names),
+            "keys": [entries.keys[i] for i in keep],
+            "paths": [entries.paths[i] for i in keep],
+            "label_files": list(entries.label_files),
+            "skipped": skipped,
+            "info": {**entries.info, **(meta or {})},
+            "build_seconds": round(elapsed, 3),
+            "build_workers": workers,
+        }
+        atomic_write_text(tmp / "manifest.json", json.dumps(manifest))
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            # Another process finished the same entry first (or a stale one is in the way).
+            existing = open_cache(folder)
+            if existing is not None and not rebuild:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return existing
+            stale = folder.with_name(f".{folder.name}.stale-{uuid.uuid4().hex[:8]}")
+            os.rename(folder, stale)
+            os.rename(tmp, folder)
+            shutil.rmtree(stale, ignore_errors=True)
+        log.info("cached %d images (%d skipped) in %.1fs at %s", len(keep), len(skipped), elapsed, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    opened = open_cache(folder)
+    assert opened is not None
+    return opened
+
+
+def validate(
+    entries: Entries,
+    *,
+    max_pixels: int | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, list[dict], Counter]:
+    """Fully decode every candidate at its native size (as a build would), writing nothing.
+
+    Returns:
+        (indices of usable rows, skipped entries as dicts incl. those found before decoding,
+        a Counter of "WxH xC" shapes of the usable images).
+    """
+    workers = default_workers() if workers is None else max(1, int(workers))
+    prep = Preprocess(size=None, crop="none", channels=None, draft=False,
+                      **({} if max_pixels is None else {"max_pixels": max_pixels}))
+    n = len(entries.paths)
+    skipped = [s.as_dict() for s in entries.skipped]
+    results = _run_chunks(
+        _check_chunk,
+        lambda lo, hi: (list(range(lo, hi)), entries.paths[lo:hi], prep.as_dict()),
+        n, workers, "checking", progress,
+    )
+    shapes: Counter = Counter()
+    good = []
+    for row, res in sorted(results, key=lambda t: t[0]):
+        if isinstance(res, str):
+            skipped.append({"path": entries.paths[row], "reason": res})
+        else:
+            good.append(row)
+            shapes[res] += 1
+    return np.array(good, dtype=np.int64), skipped, shapes
+
+
+def _check_chunk(rows: list[int], paths: list[str], prep: dict) -> list[tuple[int, str]]:
+    preprocess = Preprocess(**prep)
+    result: list[tuple[int, str]] = []
+    for row, path in zip(rows, paths):
+        try:
+            c, h, w = prepare(path, preprocess).shape
+            result.append((row, (f"{w}x{h}", c)))
+        except BadImageError as exc:
+            result.append((row, exc.reason))
+        except Exception as exc:
+            result.append((row, f"unexpected decoder error ({type(exc).__name__}: {exc})"))
+    return result
