@@ -340,7 +340,7 @@ def build_or_open(
     workers = default_workers() if workers is None else max(1, int(workers))
     n = len(entries.paths)
     if n == 0:
-        raise ValueError("no image files found" + (f" ({len(entries.skipped)} entries skipped)" if entries.skipped else ""))
+        raise ValueError("no image files found for this selection" + (f" ({len(entries.skipped)} entries skipped)" if entries.skipped else ""))
 
     t0 = time.perf_counter()
     resolved, bad = resolve_native(entries, prep, workers, progress)
