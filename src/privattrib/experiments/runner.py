@@ -104,19 +104,37 @@ def execute_cell(cell: Cell, shared: dict) -> dict:
         ``acc_<class>``, confusion_matrix, chance, laundering_rate, n_train, n_test, mse, psnr,
         ssim, ...) + wall_s of the whole cell.
     """
-    from privattrib.attribution.scenarios import run_attribution_cell
     from privattrib.obfuscation import make
 
     ctx = shared["context"]
     ob = make(cell.spec)
     start = time.perf_counter()
-    result = run_attribution_cell(
-        shared["train"], shared["val"], shared["test"], ob, cell.scenario, dict(ctx["classifier"]),
-        cell.seed, ctx["work_dir"], obfuscated_fraction=ctx["obfuscated_fraction"],
-        real_class=REAL_CLASS, device=ctx["device"],
-    )
+    if cell.task == "attribution":
+        from privattrib.attribution.scenarios import run_attribution_cell
+
+        result = run_attribution_cell(
+            shared["train"], shared["val"], shared["test"], ob, cell.scenario, dict(ctx["classifier"]),
+            cell.seed, ctx["work_dir"], obfuscated_fraction=ctx["obfuscated_fraction"],
+            real_class=REAL_CLASS, device=ctx["device"],
+        )
+    else:
+        result = _run_attack(cell, ob, shared, ctx)
     wall = time.perf_counter() - start
     return compose_row(cell, ob, dict(result), ctx, wall)
+
+
+def _run_attack(cell: Cell, ob, shared: dict, ctx: dict) -> dict:
+    """One re-identification or reconstruction row (issue 6) on the attack's identity set."""
+    from privattrib import attacks
+
+    opts = ctx["attacks"][cell.task]
+    identity_set = shared["attack_sets"][cell.task]
+    common = dict(arch_cfg=opts.get("arch"), work_dir=str(Path(ctx["work_dir"]) / "attacks"),
+                  train_per_identity=opts["train_per_identity"], test_per_identity=opts["test_per_identity"],
+                  device=ctx["device"], max_identities=opts.get("max_identities"))
+    if cell.task == "reid":
+        return attacks.run_reid_cell(identity_set, ob, cell.seed, variant=cell.scenario.split(":", 1)[1], **common)
+    return attacks.run_reconstruct_cell(identity_set, ob, cell.seed, unet_cfg=opts.get("unet"), **common)
 
 
 def method_columns(ob) -> dict:
@@ -138,6 +156,7 @@ def compose_row(cell: Cell, ob, result: dict, ctx: dict, wall_s: float) -> dict:
     row: dict[str, Any] = {
         "experiment": ctx["name"],
         "cell_id": cell.cell_id,
+        "task": cell.task,
         "scenario": cell.scenario,
         "seed": cell.seed,
         "obfuscated_fraction": ctx["obfuscated_fraction"],
@@ -205,6 +224,7 @@ def write_manifest(store: ResultsStore, spec: ExperimentSpec, env: dict, executo
 def first_wave(cells: list[Cell], done: set[str]) -> list[Cell]:
     """Per seed, the first pending cell that needs the clean model, unless one is already done."""
     seeds_ready = {c.seed for c in cells if c.file_stem in done and c.scenario in ("clean-train", "fine-tune")}
+    # (attack cells cache their own clean identity classifier; they run in the second wave)
     wave, seen = [], set()
     for c in cells:
         if c.file_stem in done or c.seed in seeds_ready or c.seed in seen:
@@ -253,22 +273,26 @@ def run_experiment(spec: ExperimentSpec, outdir: str | os.PathLike, *, executor:
     done = {s for s in stems if store.has(s)}
     store.write_csv(store.rows(stems))  # a kill between a row and its csv update is healed here
 
-    if spec.attacks:
-        _check_attacks_available(spec.attacks)
     todo = [c for c in cells if c.file_stem not in done]
     console.log(f"[bold]{spec.name}[/]: {len(cells)} cells, {len(done)} already done, {len(todo)} to run "
                 f"({executor} executor, device {env['device']})")
     failures: dict[str, str] = {}
     ran = 0
     if todo:
-        data = assemble_data(spec, outdir, device=device, console=console, progress=progress)
+        attack_tasks = {c.task for c in todo if c.task != "attribution"}
+        if any(c.task == "attribution" for c in todo):
+            data = assemble_data(spec, outdir, device=device, console=console, progress=progress)
+            splits = {"train": data.train, "val": data.val, "test": data.test}
+        else:
+            splits = {"train": None, "val": None, "test": None}
         shared = {
-            "train": data.train, "val": data.val, "test": data.test,
+            **splits,
+            "attack_sets": load_attack_sets(spec, attack_tasks, progress),
             "context": {
                 "name": spec.name, "classifier": spec.classifier,
                 "work_dir": str(outdir / "models"), "obfuscated_fraction": spec.obfuscated_fraction,
                 "device": device, "rows_hash": spec.rows_hash(), "data_hash": spec.data_hash(),
-                "class_names": data.class_names,
+                "class_names": spec.class_names, "attacks": spec.attacks,
             },
         }
         wave1 = first_wave(cells, done)
@@ -326,8 +350,16 @@ def _fmt(x) -> str:
     return "?" if x is None else f"{float(x):.3f}"
 
 
-def _check_attacks_available(attacks: dict) -> None:
-    raise NotImplementedError(
-        f"attacks {sorted(attacks)} in an experiment file are not yet supported by the runner; "
-        "run them with `privattrib attack reid|reconstruct` for now"
-    )
+def load_attack_sets(spec: ExperimentSpec, tasks: set[str], progress: bool) -> dict:
+    """The identity set of each attack in ``tasks`` (the data layer caches the decoded images)."""
+    from privattrib.data.dataset import LabeledImages
+    from privattrib.experiments.sources import _load_plain_source, conform_images
+
+    sets = {}
+    for name in sorted(tasks):
+        opts = spec.attacks[name]
+        data = _load_plain_source(opts["data"], opts["size"], opts["channels"], spec.data.get("cache_dir"), progress)
+        images = conform_images(data.images, opts["size"], opts["channels"])
+        sets[name] = LabeledImages(images=images, labels=data.labels, class_names=data.class_names, keys=data.keys,
+                                   identities=data.identities, meta=dict(data.meta))
+    return sets

@@ -281,11 +281,15 @@ def _gan_source(name, src, real_pool: LabeledImages, spec, outdir, need, device,
         kwargs["preset"] = src["preset"]
     if "batch_size" in src:
         kwargs["batch_size"] = src["batch_size"]
+    if src.get("overrides"):
+        kwargs["overrides"] = dict(src["overrides"])
     run_dir = Path(_call_with_supported(train_gan, src["arch"], real_pool, **kwargs) or run_dir)
     sample_seed = derived_seed(spec.seed, "sample", name)
     images = _call_with_supported(sample_gan, run_dir, need, seed=sample_seed, device=device)
     info = {"run_dir": str(run_dir), "sample_seed": sample_seed, "trained_on": len(real_pool)}
-    info.update(_quality(images, real_pool))
+    quality = run_dir / "quality.json"  # the zoo's "did it learn?" report, written at the end of training
+    if quality.is_file():
+        info["quality"] = json.loads(quality.read_text(encoding="utf-8"))
     return np.asarray(images), info
 
 
@@ -298,18 +302,6 @@ def _gan_run_source(name, src, spec, need, device, say):
     sample_seed = derived_seed(spec.seed, "sample", name)
     images = _call_with_supported(sample_gan, src["path"], need, seed=sample_seed, device=device)
     return np.asarray(images), {"run_dir": src["path"], "sample_seed": sample_seed}
-
-
-def _quality(fake: np.ndarray, real: LabeledImages) -> dict:
-    """The GAN zoo's "did it learn?" figures for the report; absent when the zoo has none."""
-    try:
-        from privattrib.gans import gan_quality
-    except ImportError:
-        return {}
-    n = min(len(fake), len(real), 500)
-    quality = gan_quality(np.asarray(fake[:n]), np.asarray(real.images[:n]))
-    return {"quality": {k: (float(v) if isinstance(v, (int, float, np.floating)) else v)
-                        for k, v in dict(quality).items()}}
 
 
 def conform_images(images: np.ndarray, size: int, channels: int) -> np.ndarray:

@@ -43,7 +43,7 @@ _TOP_KEYS = {
     "obfuscated_fraction", "attacks", "report", "description",
 }
 _DATA_KEYS = {"size", "channels", "sources", "per_class", "cache_dir"}
-_GAN_KEYS = {"arch", "preset", "steps", "seed", "batch_size"}
+_GAN_KEYS = {"arch", "preset", "steps", "seed", "batch_size", "overrides"}
 #: Options a file source may carry beside its path (handed to the data layer's loader).
 _LOADER_OPTIONS = {"limit", "partitions", "crop", "skip_ambient", "strict"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -60,6 +60,11 @@ class Cell:
     spec: str
     scenario: str
     seed: int
+
+    @property
+    def task(self) -> str:
+        """``attribution``, ``reid`` or ``reconstruct``."""
+        return self.scenario.split(":")[0] if self.scenario.startswith(("reid", "reconstruct")) else "attribution"
 
     @property
     def cell_id(self) -> str:
@@ -140,7 +145,8 @@ class ExperimentSpec:
         return stable_hash(self.data_key())
 
     def cells(self) -> list[Cell]:
-        """Every cell of the grid, seed-major so each seed's clean model is trained first.
+        """Every cell of the grid, seed-major so each seed's clean model is trained first; attack
+        cells (scenario ``reid:retrain``, ``reid:no-retrain``, ``reconstruct``) come after.
 
         ``none`` runs only as ``clean-train`` (with no obfuscation the other two scenarios repeat the
         clean experiment); its row is the clean reference of every plot.
@@ -155,6 +161,16 @@ class ExperimentSpec:
         if "none" in self.methods and "clean-train" not in self.scenarios:
             # The clean row is still wanted as the reference line.
             out = [Cell("none", "clean-train", s) for s in self.seeds] + out
+        for seed in self.seeds:
+            for name, opts in self.attacks.items():
+                for spec in opts.get("methods", self.methods):
+                    if name == "reid":
+                        for variant in opts["variants"]:
+                            if spec == "none" and variant != "retrain":
+                                continue  # with clean images both variants are the same experiment
+                            out.append(Cell(spec, f"reid:{variant}", seed))
+                    elif spec != "none":  # there is nothing to reconstruct from clean images
+                        out.append(Cell(spec, "reconstruct", seed))
         return out
 
     def to_dict(self) -> dict:
@@ -250,7 +266,7 @@ def validate_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> Exp
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         raise SpecError(f"obfuscated_fraction: must be a number in (0, 1], got {fraction!r}")
 
-    attacks = _validate_attacks(raw.get("attacks"))
+    attacks = _validate_attacks(raw.get("attacks"), base, data, methods)
     report = raw.get("report") or {}
     if not isinstance(report, dict):
         raise SpecError(f"report: must be a mapping, got {report!r}")
@@ -322,7 +338,7 @@ def normalise_source(src: Any, where: str, base: Path) -> dict:
     Accepted forms: ``PATH`` (kind detected by the data layer), ``{celeba: PATH}``,
     ``{folder: PATH}``, ``{identities: PATH}`` (these three may add loader options ``limit``,
     ``partitions``, ``crop``, ``skip_ambient``, ``strict``), ``{synthetic: {n_identities, per_identity, seed}}``,
-    ``{gan: {arch, preset | steps, seed, batch_size}}`` (trained on the real TRAIN images) and
+    ``{gan: {arch, preset | steps, seed, batch_size, overrides}}`` (trained on the real TRAIN images) and
     ``{gan_run: PATH}`` (sample an existing GAN run).
     """
     if isinstance(src, (str, os.PathLike)):
@@ -377,6 +393,10 @@ def normalise_source(src: Any, where: str, base: Path) -> dict:
         out["preset"] = value["preset"]
     if "batch_size" in value:
         out["batch_size"] = _int(value["batch_size"], f"{where}.gan.batch_size", minimum=1)
+    if value.get("overrides") is not None:
+        if not isinstance(value["overrides"], dict):
+            raise SpecError(f"{where}.gan.overrides: must be a mapping of recipe options (e.g. {{width: 32}})")
+        out["overrides"] = dict(value["overrides"])
     return out
 
 
@@ -445,8 +465,19 @@ def _validate_scenarios(value: Any) -> list[str]:
     return out
 
 
-def _validate_attacks(value: Any) -> dict:
-    """``attacks: [reid, reconstruct]`` or ``attacks: {reid: {...options}}`` -> ``{name: options}``."""
+_ATTACK_KEYS = {"data", "size", "channels", "arch", "variants", "train_per_identity", "test_per_identity",
+                "max_identities", "unet", "methods"}
+
+
+def _validate_attacks(value: Any, base: Path, data: dict, methods: list[str]) -> dict:
+    """``attacks: [reid, reconstruct]`` or ``attacks: {reid: {...options}}`` -> ``{name: resolved options}``.
+
+    Options: ``data`` (an identity source; default the real source, which must carry identities),
+    ``size``/``channels`` (default the experiment's), ``arch`` (the attack's network options, e.g.
+    ``{arch: mcpherson2016, epochs: 30}``), ``variants`` (reid: ``retrain``, ``no-retrain``),
+    ``train_per_identity``/``test_per_identity`` (default 8/2, AT&T), ``max_identities``, ``unet``
+    (reconstruct: U-Net options) and ``methods`` (a subset of the grid's method specs; default all).
+    """
     if value is None:
         return {}
     if isinstance(value, list):
@@ -455,9 +486,58 @@ def _validate_attacks(value: Any) -> dict:
         raise SpecError(f"attacks: must be a list such as [reid, reconstruct] or a mapping, got {value!r}")
     out = {}
     for name, opts in value.items():
+        where = f"attacks.{name}"
         if name not in KNOWN_ATTACKS:
             raise SpecError(f"attacks: unknown attack {name!r}; allowed: {list(KNOWN_ATTACKS)}")
         if opts is not None and not isinstance(opts, dict):
-            raise SpecError(f"attacks.{name}: options must be a mapping, got {opts!r}")
-        out[name] = dict(opts or {})
+            raise SpecError(f"{where}: options must be a mapping, got {opts!r}")
+        opts = dict(opts or {})
+        unknown = set(opts) - _ATTACK_KEYS
+        if unknown:
+            raise SpecError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_ATTACK_KEYS)}")
+        res: dict[str, Any] = {
+            "data": normalise_source(opts["data"], f"{where}.data", base) if opts.get("data") is not None
+            else data["sources"][REAL_CLASS],
+            "size": _int(opts.get("size", data["size"]), f"{where}.size", minimum=8),
+            "channels": _int(opts.get("channels", data["channels"]), f"{where}.channels", minimum=1),
+            "train_per_identity": _int(opts.get("train_per_identity", 8), f"{where}.train_per_identity", minimum=1),
+            "test_per_identity": _int(opts.get("test_per_identity", 2), f"{where}.test_per_identity", minimum=1),
+        }
+        if res["data"]["kind"] in ("gan", "gan_run"):
+            raise SpecError(f"{where}.data: an attack needs an identity set, not a GAN")
+        if res["channels"] not in (1, 3):
+            raise SpecError(f"{where}.channels: must be 1 or 3, got {res['channels']}")
+        if opts.get("max_identities") is not None:
+            res["max_identities"] = _int(opts["max_identities"], f"{where}.max_identities", minimum=2)
+        for key in ("arch", "unet"):
+            if opts.get(key) is not None:
+                if isinstance(opts[key], str):
+                    opts[key] = {"arch": opts[key]}
+                if not isinstance(opts[key], dict):
+                    raise SpecError(f"{where}.{key}: must be a mapping of options, got {opts[key]!r}")
+                res[key] = dict(opts[key])
+        if name == "reid":
+            variants = opts.get("variants", ["retrain", "no-retrain"])
+            if isinstance(variants, str):
+                variants = [variants]
+            if not isinstance(variants, list) or not variants or any(v not in ("retrain", "no-retrain") for v in variants):
+                raise SpecError(f"{where}.variants: a list of retrain, no-retrain; got {variants!r}")
+            res["variants"] = list(dict.fromkeys(variants))
+        elif "variants" in opts:
+            raise SpecError(f"{where}.variants: only reid has variants")
+        chosen = opts.get("methods")
+        if chosen is not None:
+            if isinstance(chosen, str):
+                chosen = [chosen]
+            from privattrib.obfuscation import expand_grid, make
+
+            try:
+                specs = [make(s).spec for entry in chosen for s in expand_grid(entry)]
+            except (ValueError, TypeError) as exc:
+                raise SpecError(f"{where}.methods: {exc}") from exc
+            missing = [s for s in specs if s not in methods]
+            if missing:
+                raise SpecError(f"{where}.methods: {missing} are not in obfuscations")
+            res["methods"] = specs
+        out[name] = res
     return out

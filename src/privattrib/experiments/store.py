@@ -35,12 +35,12 @@ from privattrib.common import atomic_write_text
 
 #: Columns that always come first in results.csv, in this order.
 LEADING_COLUMNS = [
-    "scenario", "method", "spec", "epsilon", "seed", "accuracy", "chance", "laundering_rate",
+    "task", "scenario", "method", "spec", "epsilon", "seed", "accuracy", "chance", "laundering_rate",
     "n_train", "n_test", "mse", "psnr", "ssim", "wall_s", "noise", "privacy_notion",
     "obfuscated_fraction",
 ]
 #: Columns that are never in results.csv (too large or nested; kept in the row JSON).
-_NESTED = {"confusion_matrix", "per_class_accuracy", "describe", "classifier", "history"}
+_NESTED = {"confusion_matrix", "per_class_accuracy", "describe", "method_describe", "classifier", "history"}
 
 
 class SpecChangedError(RuntimeError):

@@ -64,6 +64,38 @@ def _examples(outdir: Path, manifest: dict, specs: list[str], per_class: int = 1
     return _safe(plots.example_grid, images, [keys[i] for i in picks], names, specs, seed=0)
 
 
+def _attack_section(rows: list[dict]) -> str:
+    body = ["<p class='note'>An identity classifier trained on obfuscated training images (<b>reid:retrain</b>) "
+            "or on clean ones (<b>reid:no-retrain</b>), tested on obfuscated test images of the same people; "
+            "noise drawn once per image. Chance = 1 / number of people.</p>",
+            summary_html(summarise(rows), [])]
+    png, err = _safe(plots.accuracy_bars, rows, "accuracy")
+    body.append(_img(png, "re-identification accuracy") + (err or ""))
+    for method in OrderedDict.fromkeys(r["method"] for r in rows if r.get("spec") != "none"):
+        mrows = [r for r in rows if r.get("method") == method]
+        for param in plots.varying_params(mrows):
+            png, err = _safe(plots.accuracy_vs_param, rows, method, param)
+            body.append(_img(png, f"reid {method} vs {param}") + (err or ""))
+    return "\n".join(body)
+
+
+def _reconstruct_section(rows: list[dict]) -> str:
+    body = ["<p class='note'>A U-Net trained on (obfuscated, original) training pairs restores held-out test "
+            "images; re-identification by a classifier trained on clean images, tested on the obfuscated and "
+            "on the restored images.</p>"]
+    for pairs, ylabel, title, ref, chance in (
+        ([("psnr_obfuscated", "obfuscated"), ("psnr_restored", "restored")], "PSNR vs original (dB)",
+         "does restoration bring the pixels back?", None, False),
+        ([("ssim_obfuscated", "obfuscated"), ("ssim_restored", "restored")], "SSIM vs original",
+         "structural similarity before and after restoration", None, False),
+        ([("reid_obfuscated", "obfuscated"), ("reid_restored", "restored")], "re-identification accuracy",
+         "does restoration bring identity back?", ("reid_clean", "clean images"), True),
+    ):
+        png, err = _safe(plots.paired_bars, rows, pairs, ylabel, title, ref, chance)
+        body.append(_img(png, title) + (err or ""))
+    return "\n".join(body)
+
+
 def build_report(outdir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """(Re)build ``OUTDIR/report.html`` from the rows in ``OUTDIR/cells`` and ``experiment.json``.
 
@@ -90,6 +122,9 @@ def build_report(outdir: str | os.PathLike, out: str | os.PathLike | None = None
     stems = manifest.get("cells")
     rows = store.rows(stems)
     rows = [r for r in rows if r.get("rows_hash") in (None, manifest.get("rows_hash"))]
+    reid_rows = [r for r in rows if r.get("task") == "reid"]
+    rec_rows = [r for r in rows if r.get("task") == "reconstruct"]
+    all_rows, rows = rows, [r for r in rows if r.get("task", "attribution") == "attribution"]
     spec = manifest.get("spec", {})
     data_info_path = outdir / "data" / str(manifest.get("data_hash", "")) / "info.json"
     data_info = json.loads(data_info_path.read_text(encoding="utf-8")) if data_info_path.is_file() else {}
@@ -101,7 +136,7 @@ def build_report(outdir: str | os.PathLike, out: str | os.PathLike | None = None
     frac = spec.get("obfuscated_fraction", 1.0)
     parts.append(
         f"<h1>privattrib report: {html.escape(name)}</h1>"
-        f"<p>{len(rows)} of {n_cells} cells finished · classes: {html.escape(', '.join(class_names))} "
+        f"<p>{len(all_rows)} of {n_cells} cells finished · classes: {html.escape(', '.join(class_names))} "
         f"(chance {1 / max(1, len(class_names)):.3f} when balanced) · obfuscated share of test images: {frac:g} · "
         f"built {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}</p>"
         "<p class='note'>Scenarios: <b>clean-train</b> = classifier trained on clean images, tested on obfuscated "
@@ -154,6 +189,10 @@ def build_report(outdir: str | os.PathLike, out: str | os.PathLike | None = None
         png, err = _examples(outdir, manifest, specs)
         parts.append(_section("Example test images (noise seed 0)", _img(png, "examples") + (err or ""), "examples"))
 
+    if reid_rows:
+        parts.append(_section("Re-identification (attack)", _attack_section(reid_rows), "reid"))
+    if rec_rows:
+        parts.append(_section("Reconstruction (attack)", _reconstruct_section(rec_rows), "reconstruct"))
     if data_info:
         lines = []
         for src_name, src in data_info.get("sources", {}).items():

@@ -98,7 +98,8 @@ def accuracy_vs_param(rows: list[dict], method: str, param: str, metric: str = "
     axes[0][0].set_ylabel(metric.replace("_", " "))
     if metric in ("accuracy", "laundering_rate"):
         axes[0][0].set_ylim(-0.02, 1.02)
-    axes[0][-1].legend(fontsize=7, loc="best")
+    if axes[0][-1].get_legend_handles_labels()[0]:
+        axes[0][-1].legend(fontsize=7, loc="best")
     fig.suptitle(f"{method}: {metric.replace('_', ' ')} vs {param} (mean ± std over seeds, band = min-max)",
                  fontsize=10)
     return fig_to_png(fig)
@@ -232,6 +233,40 @@ def example_grid(images_nchw: np.ndarray, keys: list[str], labels: list[str], sp
             if j == 0:
                 ax.set_ylabel(title, fontsize=6, rotation=0, ha="right", va="center")
     fig.subplots_adjust(wspace=0.05, hspace=0.08)
+    return fig_to_png(fig)
+
+
+def paired_bars(rows: list[dict], pairs: list[tuple[str, str]], ylabel: str, title: str,
+                reference: tuple[str, str] | None = None, chance: bool = False) -> bytes | None:
+    """Bars of several columns side by side per method setting (mean ± std over seeds), e.g. PSNR
+    of the obfuscated vs the restored images. ``reference`` = (column, label) drawn as a dotted
+    line at its mean over all rows; ``chance`` adds the rows' chance line."""
+    specs = list(OrderedDict.fromkeys(r["spec"] for r in rows))
+    if not specs:
+        return None
+    width = 0.8 / len(pairs)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(specs) + 2), 3.8))
+    for j, (col, label) in enumerate(pairs):
+        xs, ms, ss = [], [], []
+        for i, spec in enumerate(specs):
+            st = stats(r.get(col) for r in rows if r["spec"] == spec)
+            if st["mean"] is None:
+                continue
+            xs.append(i + (j - (len(pairs) - 1) / 2) * width)
+            ms.append(st["mean"])
+            ss.append(st["std"])
+        ax.bar(xs, ms, width=width, yerr=ss, capsize=2, label=label)
+    if reference is not None:
+        st = stats(r.get(reference[0]) for r in rows)
+        if st["mean"] is not None:
+            ax.axhline(st["mean"], color="black", ls=":", lw=1, label=f"{reference[1]} {st['mean']:.2f}")
+    if chance and _chance(rows) is not None:
+        ax.axhline(_chance(rows), color="grey", ls="--", lw=1, label=f"chance {_chance(rows):.2f}")
+    ax.set_xticks(range(len(specs)), specs, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title, fontsize=10)
     return fig_to_png(fig)
 
 

