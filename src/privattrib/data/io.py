@@ -332,7 +332,12 @@ def walk_images(
                 continue
             suffix = path.suffix.lower()
             if suffix not in extensions:
-                why = f"not an image file (extension '{path.suffix}')" if path.suffix else "not an image file (no extension)"
+                if suffix == ".bad":  # Yale B's convention for shots its release flags as corrupt
+                    why = "not an image file (extension '.bad': marked corrupt by its release)"
+                elif path.suffix:
+                    why = f"not an image file (extension '{path.suffix}')"
+                else:
+                    why = "not an image file (no extension)"
                 skipped.append(Skipped(str(path), why))
                 continue
             found.append(path)  # content is checked when decoding (symlink loops included)
