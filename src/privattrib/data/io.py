@@ -111,10 +111,8 @@ def _to_uint8_array(im: Image.Image) -> np.ndarray:
         return rgb
     if mode == "1":
         return np.asarray(im.convert("L"))
-    if mode == "L":
-        return np.asarray(im)
-    if mode == "RGB":
-        return np.asarray(im)
+    if mode in ("L", "RGB"):
+        return np.array(im)  # a writable copy: callers may edit pixels in place
     # CMYK, YCbCr, LAB, HSV, RGBX ...: Pillow knows the conversion (inverted Adobe CMYK included).
     return np.asarray(im.convert("RGB"))
 
