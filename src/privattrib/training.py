@@ -1,0 +1,453 @@
+"""The one classifier-training loop of privattrib, shared by attribution (label = source) and
+re-identification (label = identity).
+
+Speed by design (DESIGN.md §4): the uint8 images move to the device once when they fit (a quarter
+of the free accelerator memory at most; otherwise batches are gathered on the host and copied),
+every epoch's permutation and flip mask is drawn once on the host from a seeded generator and
+moved in one copy, batches are indexed on the device, flips and the uint8 -> [-1, 1] scaling
+happen on the device, and on CUDA the step runs under bf16 autocast with channels_last tensors
+(optionally ``torch.compile``). Loss and accuracy are accumulated on the device and read once per
+epoch, so the loop never waits for the GPU inside an epoch.
+
+Example::
+
+    from privattrib.attribution.models import make_classifier
+    from privattrib.training import TrainConfig, predict, train_classifier
+
+    model = make_classifier("yu2019", num_classes=5, image_size=64, seed=0)
+    result = train_classifier(model, train_images, train_labels, TrainConfig(epochs=10),
+                              val=(val_images, val_labels))
+    logits = predict(result.model, test_images)          # numpy N x K, float32
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from privattrib.common import resolve_device
+
+__all__ = ["TrainConfig", "TrainResult", "train_classifier", "predict", "evaluate_logits", "as_uint8_tensor"]
+
+_DEVICE_FRACTION = 0.25  # images go to the GPU when they need at most this share of free memory
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of :func:`train_classifier`. Defaults follow Yu et al. 2019 (Adam, beta1 = 0,
+    beta2 = 0.99, lr 1e-3, batch 32, horizontal flips).
+
+    Attributes:
+        epochs: passes over the training set (>= 1).
+        batch_size: images per step (>= 1).
+        lr: Adam learning rate (> 0).
+        betas: Adam (beta1, beta2), each in [0, 1).
+        eps: Adam epsilon.
+        weight_decay: L2 penalty added by Adam (>= 0).
+        hflip: random horizontal flips (one independent coin per image and epoch).
+        seed: seeds the shuffling and flips (the weights are seeded by ``make_classifier(seed=)``).
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"``, ...
+        amp: ``"auto"`` (bf16 on CUDA, off on CPU), ``"bf16"``/``True``, ``"off"``/``False``.
+        channels_last: ``"auto"`` (on CUDA), ``True`` or ``False``.
+        compile: wrap the training forward pass in ``torch.compile``.
+        eval_batch_size: batch size of validation passes.
+        keep_best: return the weights of the epoch with the best validation accuracy (needs ``val``).
+        fit_statistics: models with a ``fit_statistics(images)`` method (e.g. ``dct``) get it
+            called on the training images: ``"auto"`` when not fitted yet (so fine-tuning keeps
+            the statistics of the first training), ``True`` always, ``False`` never.
+        data_on_device: ``"auto"`` (when it fits), ``True`` (always) or ``False`` (gather per batch
+            on the host).
+    """
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.0, 0.99)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    hflip: bool = True
+    seed: int = 0
+    device: str = "auto"
+    amp: str | bool = "auto"
+    channels_last: str | bool = "auto"
+    compile: bool = False
+    eval_batch_size: int = 512
+    keep_best: bool = False
+    fit_statistics: str | bool = "auto"
+    data_on_device: str | bool = "auto"
+
+    def __post_init__(self) -> None:
+        if int(self.epochs) < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if int(self.eval_batch_size) < 1:
+            raise ValueError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        betas = tuple(self.betas)
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not self.eps > 0:
+            raise ValueError(f"eps must be > 0, got {self.eps}")
+        if self.amp not in ("auto", "bf16", "off", True, False):
+            raise ValueError(f"amp must be 'auto', 'bf16', 'off', True or False, got {self.amp!r}")
+        for name in ("channels_last", "fit_statistics", "data_on_device"):
+            if getattr(self, name) not in ("auto", True, False):
+                raise ValueError(f"{name} must be 'auto', True or False, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_classifier` returns.
+
+    Attributes:
+        model: the trained module (on the training device; the uncompiled module).
+        history: one dict per epoch: ``epoch, loss, accuracy, seconds, images_per_second`` and,
+            with validation data, ``val_loss, val_accuracy``.
+        config: the resolved options (``TrainConfig`` fields plus ``resolved_device``,
+            ``resolved_amp``, ``resolved_channels_last``, ``resolved_data_on_device``).
+        seconds: wall time of the whole call.
+        best_epoch: the epoch whose weights were returned (the last one unless ``keep_best``).
+    """
+
+    model: nn.Module
+    history: list[dict[str, float]]
+    config: dict[str, Any]
+    seconds: float
+    best_epoch: int = field(default=0)
+
+
+def as_uint8_tensor(images: np.ndarray | torch.Tensor, what: str = "images") -> torch.Tensor:
+    """uint8 N x C x H x W numpy array or tensor -> tensor, without a copy where possible.
+
+    Read-only arrays (memory maps of the cache) are wrapped without a copy; nothing here writes
+    into them.
+    """
+    if isinstance(images, np.ndarray):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            images = torch.from_numpy(np.ascontiguousarray(images))
+    elif not isinstance(images, torch.Tensor):
+        raise ValueError(f"{what} must be a numpy array or a torch tensor, got {type(images).__name__}")
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(f"{what} must be uint8 N x C x H x W, got {images.dtype} {tuple(images.shape)}")
+    return images
+
+
+def _as_labels(labels: Any, n: int) -> torch.Tensor:
+    labels = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+    if labels.ndim != 1 or len(labels) != n:
+        raise ValueError(f"labels must be a vector of {n} class indices, got shape {tuple(labels.shape)}")
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integers, got {labels.dtype}")
+    labels = labels.long()
+    if n and int(labels.min()) < 0:
+        raise ValueError("labels must be >= 0")
+    return labels
+
+
+def _resolve_amp(amp: str | bool, device: torch.device) -> torch.dtype | None:
+    if amp == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if amp in ("bf16", True):
+        return torch.bfloat16
+    return None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _fits_on_device(nbytes: int, device: torch.device) -> bool:
+    if device.type != "cuda":
+        return True
+    free, _total = torch.cuda.mem_get_info(device)
+    return nbytes <= _DEVICE_FRACTION * free
+
+
+def _to_input(batch_u8: torch.Tensor, flip: torch.Tensor | None, channels_last: bool) -> torch.Tensor:
+    """uint8 B x C x H x W on the device -> float in [-1, 1], flipped where ``flip`` is True."""
+    if flip is not None:
+        batch_u8 = torch.where(flip[:, None, None, None], batch_u8.flip(-1), batch_u8)
+    x = batch_u8.float().mul_(1.0 / 127.5).sub_(1.0)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _gather(images: torch.Tensor, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Rows ``index`` of ``images`` on ``device`` (index on the images' device)."""
+    if images.device == device:
+        return images.index_select(0, index)
+    batch = images.index_select(0, index.cpu())
+    if device.type == "cuda":
+        batch = batch.pin_memory()
+    return batch.to(device, non_blocking=True)
+
+
+class _Progress:
+    """A rich progress bar (or the caller's ``rich.progress.Progress``), or nothing."""
+
+    def __init__(self, progress: Any, total: int, description: str) -> None:
+        self._own = None
+        self._progress = None
+        if progress is True:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self._own = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                 transient=True)
+            self._progress = self._own
+        elif progress not in (False, None):
+            self._progress = progress  # a rich Progress owned (started) by the caller
+        self._task = None
+        if self._progress is not None:
+            self._task = self._progress.add_task(description, total=total, info="")
+
+    def __enter__(self) -> "_Progress":
+        if self._own is not None:
+            self._own.start()
+        return self
+
+    def advance(self, steps: int = 1, info: str | None = None) -> None:
+        if self._task is not None:
+            kwargs = {} if info is None else {"info": info}
+            self._progress.update(self._task, advance=steps, **kwargs)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._own is not None:
+            self._own.stop()
+        elif self._task is not None:
+            self._progress.remove_task(self._task)
+
+
+def train_classifier(
+    model: nn.Module,
+    images: np.ndarray | torch.Tensor,
+    labels: Sequence[int] | np.ndarray | torch.Tensor,
+    config: TrainConfig | None = None,
+    val: tuple[Any, Any] | None = None,
+    progress: Any = True,
+    description: str = "train",
+) -> TrainResult:
+    """Train ``model`` with softmax cross-entropy on uint8 images.
+
+    Args:
+        model: any module mapping B x C x H x W floats in [-1, 1] to logits B x K. A model with a
+            ``fit_statistics(images)`` method gets it called first (see ``TrainConfig.fit_statistics``).
+        images: uint8 N x C x H x W (numpy, memory map or tensor on any device).
+        labels: N class indices in [0, K).
+        config: training options (defaults: :class:`TrainConfig`).
+        val: optional ``(images, labels)`` evaluated after every epoch.
+        progress: ``True`` for a progress bar, ``False`` for none, or a started
+            ``rich.progress.Progress`` to add a task to (e.g. the experiment runner's display).
+        description: label of the progress task.
+
+    Returns:
+        :class:`TrainResult`; the model is trained in place and left in eval mode on the device.
+    """
+    config = config or TrainConfig()
+    start_time = time.perf_counter()
+    images_t = as_uint8_tensor(images)
+    n = len(images_t)
+    if n == 0:
+        raise ValueError("no training images")
+    labels_t = _as_labels(labels, n)
+    num_classes = getattr(model, "classifier_config", {}).get("num_classes")
+    if num_classes is not None and int(labels_t.max()) >= num_classes:
+        raise ValueError(f"label {int(labels_t.max())} out of range for a {num_classes}-class model")
+    device = resolve_device(config.device)
+    amp_dtype = _resolve_amp(config.amp, device)
+    channels_last = device.type == "cuda" if config.channels_last == "auto" else bool(config.channels_last)
+    if config.data_on_device == "auto":
+        on_device = _fits_on_device(images_t.numel(), device)
+    else:
+        on_device = bool(config.data_on_device)
+    if config.keep_best and val is None:
+        raise ValueError("keep_best needs validation data")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    images_t = images_t.to(device) if on_device else images_t
+    labels_t = labels_t.to(device)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    fit = getattr(model, "fit_statistics", None)
+    if callable(fit):
+        fitted = bool(getattr(model, "statistics_fitted", False))
+        if config.fit_statistics is True or (config.fit_statistics == "auto" and not fitted):
+            fit(images_t)
+
+    val_t = None
+    if val is not None:
+        val_images = as_uint8_tensor(val[0], "val images")
+        val_labels = _as_labels(val[1], len(val_images))
+        if len(val_images):
+            if on_device and _fits_on_device(val_images.numel(), device):
+                val_images = val_images.to(device)
+            val_t = (val_images, val_labels.to(device))
+
+    step_model = torch.compile(model) if config.compile else model
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.betas, eps=config.eps,
+                                 weight_decay=config.weight_decay,
+                                 **({"fused": True} if device.type == "cuda" else {}))
+    generator = torch.Generator().manual_seed(int(config.seed))
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    history: list[dict[str, float]] = []
+    best = (-1.0, 0, None)  # (val accuracy, epoch, state)
+
+    with _Progress(progress, config.epochs * steps_per_epoch, description) as bar:
+        for epoch in range(1, config.epochs + 1):
+            epoch_start = time.perf_counter()
+            model.train()
+            perm = torch.randperm(n, generator=generator)
+            flips = torch.rand(n, generator=generator) < 0.5 if config.hflip else None
+            index_device = images_t.device
+            perm_d = perm.to(index_device)
+            flips_d = flips.to(device) if flips is not None else None
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            for start in range(0, n, config.batch_size):
+                idx = perm_d[start:start + config.batch_size]
+                x_u8 = _gather(images_t, idx, device)
+                y = labels_t[idx.to(device)] if idx.device != device else labels_t[idx]
+                flip = flips_d[start:start + config.batch_size] if flips_d is not None else None
+                x = _to_input(x_u8, flip, channels_last)
+                with _autocast(device, amp_dtype):
+                    logits = step_model(x)
+                loss = F.cross_entropy(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.detach().argmax(1) == y).sum()
+                bar.advance()
+            train_loss = float(loss_sum) / n  # the one host sync of the epoch
+            if not math.isfinite(train_loss):
+                raise RuntimeError(
+                    f"training diverged at epoch {epoch} (loss {train_loss}); lower lr (now {config.lr})"
+                )
+            seconds = time.perf_counter() - epoch_start
+            record = {"epoch": epoch, "loss": train_loss, "accuracy": int(correct) / n,
+                      "seconds": seconds, "images_per_second": n / seconds}
+            if val_t is not None:
+                val_logits = evaluate_logits(model, val_t[0], config.eval_batch_size, device, amp_dtype,
+                                             channels_last)
+                record["val_loss"] = float(F.cross_entropy(val_logits, val_t[1]))
+                record["val_accuracy"] = float((val_logits.argmax(1) == val_t[1]).float().mean())
+                if config.keep_best and record["val_accuracy"] > best[0]:
+                    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    best = (record["val_accuracy"], epoch, state)
+            history.append(record)
+            info = f"loss {train_loss:.3f} acc {record['accuracy']:.3f}"
+            if "val_accuracy" in record:
+                info += f" val {record['val_accuracy']:.3f}"
+            bar.advance(0, info)
+
+    best_epoch = config.epochs
+    if config.keep_best and best[2] is not None:
+        model.load_state_dict(best[2])
+        best_epoch = best[1]
+    model.eval()
+    resolved = {
+        **config.to_dict(),
+        "resolved_device": str(device),
+        "resolved_amp": "bf16" if amp_dtype is not None else "off",
+        "resolved_channels_last": channels_last,
+        "resolved_data_on_device": on_device,
+    }
+    return TrainResult(model=model, history=history, config=resolved,
+                       seconds=time.perf_counter() - start_time, best_epoch=best_epoch)
+
+
+@torch.no_grad()
+def evaluate_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    channels_last: bool,
+) -> torch.Tensor:
+    """Float32 logits N x K on ``device`` for uint8 images N x C x H x W (model in eval mode)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            if chunk.device != device:
+                chunk = chunk.to(device, non_blocking=True)
+            x = _to_input(chunk, None, channels_last)
+            with _autocast(device, amp_dtype):
+                out.append(model(x).float())
+    finally:
+        model.train(was_training)
+    if not out:
+        raise ValueError("no images to evaluate")
+    return torch.cat(out)
+
+
+def predict(
+    model: nn.Module,
+    images: np.ndarray | torch.Tensor,
+    batch_size: int = 512,
+    device: str | torch.device = "auto",
+    amp: str | bool = "auto",
+    channels_last: str | bool = "auto",
+) -> np.ndarray:
+    """Logits of ``model`` for uint8 images.
+
+    Args:
+        model: a classifier (moved to ``device``).
+        images: uint8 N x C x H x W (numpy or tensor).
+        batch_size: images per forward pass.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        amp: as in :class:`TrainConfig` (bf16 autocast on CUDA by default; logits returned in float32).
+        channels_last: as in :class:`TrainConfig`.
+
+    Returns:
+        float32 numpy array N x K.
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if amp not in ("auto", "bf16", "off", True, False):
+        raise ValueError(f"amp must be 'auto', 'bf16', 'off', True or False, got {amp!r}")
+    images_t = as_uint8_tensor(images)
+    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    use_cl = device.type == "cuda" if channels_last == "auto" else bool(channels_last)
+    model.to(device)
+    if use_cl:
+        model.to(memory_format=torch.channels_last)
+    logits = evaluate_logits(model, images_t, int(batch_size), device, _resolve_amp(amp, device), use_cl)
+    return logits.cpu().numpy()
+
+
+def clone_model(model: nn.Module) -> nn.Module:
+    """A deep copy that keeps ``classifier_config`` (for fine-tuning without touching the original)."""
+    return copy.deepcopy(getattr(model, "_orig_mod", model))
