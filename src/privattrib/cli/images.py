@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,9 +70,10 @@ def _plan(inputs: list[Path], outdir: Path) -> tuple[list[_Job], list[tuple[str,
             skipped.append((str(j.src), f"another input also maps to {j.out.name}; rename one of them"))
     jobs = [j for j in jobs if j.out not in clashes]
     # Never overwrite an input, whatever the layout (e.g. a PNG given as a file and OUTDIR its folder).
-    input_files = {j.src.resolve() for j in jobs}
+    # realpath, not Path.resolve: it never raises on a symlink loop (those are reported later).
+    input_files = {os.path.realpath(j.src) for j in jobs}
     for j in jobs:
-        if j.out.resolve() in input_files:
+        if os.path.realpath(j.out) in input_files:
             raise typer.BadParameter(f"writing {j.out} would overwrite the input {j.src}", param_hint="--output")
     return jobs, skipped
 

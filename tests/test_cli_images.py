@@ -1,0 +1,180 @@
+"""``privattrib obfuscate`` and ``privattrib metrics`` on generated files and real CelebA photos."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from bad_files import SECRET, bad_names, good_names, gradient_rgb, make_corpus
+from privattrib.cli import app
+from privattrib.data import load_image
+from privattrib.obfuscation import make
+from privattrib.obfuscation.regions import available_backends
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _chunks(data: bytes) -> set[bytes]:
+    pos, kinds = 8, set()
+    while pos < len(data):
+        n = int.from_bytes(data[pos : pos + 4], "big")
+        kinds.add(data[pos + 4 : pos + 8])
+        pos += 12 + n
+    return kinds
+
+
+@pytest.fixture
+def photos(tmp_path):
+    src = tmp_path / "photos"
+    (src / "trip").mkdir(parents=True)
+    Image.fromarray(gradient_rgb(40, 48, 1)).save(src / "a.jpg", quality=95)
+    Image.fromarray(gradient_rgb(40, 48, 2)).save(src / "trip" / "b.png")
+    Image.fromarray(gradient_rgb(40, 48, 3)[:, :, 0]).save(src / "trip" / "grey.png")
+    return src
+
+
+def test_obfuscate_folder_mirrors_paths_and_matches_the_library(photos, tmp_path):
+    out = tmp_path / "out"
+    result = run("obfuscate", photos, "-o", out, "--method", "dp-pix:b=8,m=16,epsilon=1", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert written == ["a.png", "trip/b.png", "trip/grey.png"]
+    # Noise key = relative path of the input: the library gives the same bytes.
+    ob = make("dp-pix:b=8,m=16,epsilon=1")
+    expected = ob(load_image(photos / "trip" / "b.png"), seed=3, keys=["trip/b.png"])
+    assert np.array_equal(load_image(out / "trip" / "b.png"), expected)
+    assert load_image(out / "trip" / "grey.png").shape == (40, 48, 1)  # grey stays grey
+    # Rerun: same seed, same bytes (reproducible); other seed, other noise.
+    again = tmp_path / "again"
+    assert run("obfuscate", photos, "-o", again, "--method", "dp-pix:b=8,m=16,epsilon=1", "--seed", "3").exit_code == 0
+    assert (again / "a.png").read_bytes() == (out / "a.png").read_bytes()
+
+
+def test_outputs_carry_pixels_only(tmp_path):
+    corpus = tmp_path / "corpus"
+    make_corpus(corpus)
+    out = tmp_path / "out"
+    result = run("obfuscate", corpus / "metadata.png", corpus / "exif_rotated.jpg", corpus / "rgba.png",
+                 "-o", out, "--method", "pixelate:b=4", "--seed", "0")
+    assert result.exit_code == 0, result.output
+    for name in ("metadata.png", "exif_rotated.png", "rgba.png"):
+        data = (out / name).read_bytes()
+        assert _chunks(data) == {b"IHDR", b"IDAT", b"IEND"}, name
+        assert SECRET.encode() not in data and b"Exif" not in data and b"xmp" not in data.lower()
+        assert Image.open(out / name).mode in ("RGB", "L")  # no alpha channel
+    # EXIF orientation applied before obfuscating: the output has the displayed shape.
+    assert load_image(out / "exif_rotated.png").shape == (40, 30, 3)
+
+
+def test_bad_files_are_named_and_make_the_exit_status_non_zero(tmp_path):
+    corpus = tmp_path / "corpus"
+    expect = make_corpus(corpus)
+    out = tmp_path / "out"
+    result = run("obfuscate", corpus, "-o", out, "--method", "blur:k=3", "--seed", "0")
+    assert result.exit_code == 1
+    for name in bad_names(expect):
+        assert f"skipped {corpus / name}" in result.output, name
+    written = {p.relative_to(out).with_suffix("").as_posix() for p in out.rglob("*.png")}
+    stems = [Path(n).with_suffix("").as_posix() for n in good_names(expect)]
+    # good.jpg/good.png, grey.png/grey.pgm, pic.webp/pic.bmp would land on one PNG: both refused.
+    clashing = {s for s in stems if stems.count(s) > 1}
+    assert clashing == {"good", "grey", "pic"}
+    assert written == set(stems) - clashing
+    assert result.output.count("also maps to") == 6
+    strict = run("obfuscate", corpus, "-o", tmp_path / "strict", "--method", "blur:k=3", "--strict")
+    assert strict.exit_code == 1 and "bad file" in strict.output
+
+
+def test_never_overwrites_an_input(photos, tmp_path):
+    inside = run("obfuscate", photos, "-o", photos / "out", "--method", "pixelate:b=4")
+    assert inside.exit_code == 2 and "inside the input folder" in inside.output
+    same = run("obfuscate", photos, "-o", photos, "--method", "pixelate:b=4")
+    assert same.exit_code == 2
+    png = photos / "trip" / "b.png"
+    before = png.read_bytes()
+    onto = run("obfuscate", png, "-o", photos / "trip", "--method", "pixelate:b=4")
+    assert onto.exit_code == 2 and "would overwrite the input" in onto.output
+    assert png.read_bytes() == before
+    # Two inputs that would land on one output are both refused, nothing is clobbered.
+    Image.fromarray(gradient_rgb(8, 8)).save(photos / "a.png")
+    clash = run("obfuscate", photos, "-o", tmp_path / "o2", "--method", "pixelate:b=4")
+    assert clash.exit_code == 1 and "also maps to a.png" in clash.output
+    assert not (tmp_path / "o2" / "a.png").exists()
+
+
+def test_bad_arguments(photos, tmp_path):
+    assert run("obfuscate", photos, "-o", tmp_path / "o", "--method", "pixelate:b=0").exit_code == 2
+    assert run("obfuscate", photos, "-o", tmp_path / "o", "--method", "nope").exit_code == 2
+    assert run("obfuscate", photos, "-o", tmp_path / "o", "--method", "blur:k=3", "--box", "1,2,3").exit_code == 2
+    assert run("obfuscate", photos, "-o", tmp_path / "o", "--method", "blur:k=3", "--faces", "--box", "0,0,4,4").exit_code == 2
+    assert run("obfuscate", tmp_path / "missing", "-o", tmp_path / "o", "--method", "blur:k=3").exit_code == 2
+
+
+def test_box_obfuscates_inside_only(photos, tmp_path):
+    out = tmp_path / "out"
+    result = run("obfuscate", photos / "trip" / "b.png", "-o", out, "--method", "pixelate:b=4", "--box", "8,4,16,12")
+    assert result.exit_code == 0, result.output
+    a, b = load_image(photos / "trip" / "b.png"), load_image(out / "b.png")
+    changed = (a != b).any(axis=2)
+    assert changed[4:16, 8:24].any() and not changed[:4].any() and not changed[:, :8].any()
+    assert not changed[16:].any() and not changed[:, 24:].any()
+    outside = run("obfuscate", photos / "trip" / "b.png", "-o", tmp_path / "o3", "--method", "pixelate:b=4", "--box", "500,500,4,4")
+    assert outside.exit_code == 1 and "outside" in outside.output
+
+
+def test_metrics_matches_by_relative_path(photos, tmp_path):
+    out = tmp_path / "out"
+    assert run("obfuscate", photos, "-o", out, "--method", "pixelate:b=8", "--seed", "0").exit_code == 0
+    (photos / "extra.png").write_bytes((out / "a.png").read_bytes())
+    result = run("metrics", photos, out, "--csv", tmp_path / "m.csv")
+    assert result.exit_code == 0, result.output
+    assert "1 only in" in result.output
+    rows = list(csv.DictReader(open(tmp_path / "m.csv")))
+    assert [r["file"] for r in rows] == ["a", "trip/b", "trip/grey", "MEAN"]
+    from privattrib import metrics as m
+
+    x, y = load_image(photos / "trip" / "b.png"), load_image(out / "trip" / "b.png")
+    assert float(rows[1]["mse"]) == pytest.approx(float(m.mse(x, y)))
+    assert float(rows[1]["ssim"]) == pytest.approx(float(m.ssim(x, y)))
+    assert float(rows[3]["psnr"]) == pytest.approx(np.mean([float(r["psnr"]) for r in rows[:3]]))
+    same = run("metrics", photos / "trip" / "b.png", photos / "trip" / "b.png")
+    assert same.exit_code == 0 and "inf" in same.output
+    assert run("metrics", photos, tmp_path / "empty_missing").exit_code == 2
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not available_backends(), reason="no offline face detector installed (OpenCV 5 ships no Haar cascade; pip install dlib-bin)")
+def test_faces_on_real_celeba(celeba_root, tmp_path):
+    src = tmp_path / "celeba"
+    src.mkdir()
+    names = sorted(p.name for p in (celeba_root / "img_align_celeba").iterdir())[:20]
+    for n in names:
+        shutil.copy(celeba_root / "img_align_celeba" / n, src / n)
+    out = tmp_path / "out"
+    result = run("obfuscate", src, "-o", out, "--method", "pixelate:b=8", "--faces", "--seed", "0",
+                 "--if-no-face", "whole", "--report", tmp_path / "r.csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    found = [int(r["faces"]) for r in rows]
+    assert len(found) == 20 and sum(f >= 1 for f in found) >= 16  # the detector finds most aligned faces
+    assert "faces per image" in result.output and f"{names[0]}: " in result.output
+    for r in rows:
+        if int(r["faces"]) == 1:
+            a, b = load_image(r["input"]), load_image(r["output"])
+            changed = (a != b).any(axis=2)
+            ys, xs = np.nonzero(changed)
+            # Only the face region changed, and it sits in the middle of the aligned crop.
+            assert 0 < changed.mean() < 0.8
+            assert 40 < ys.mean() < 170 and 50 < xs.mean() < 130
+            break
