@@ -77,7 +77,7 @@ def _as_nchw_pair(x: Any, y: Any, name: str):
 def _float_dtype(t):
     import torch
 
-    # float64 where it is cheap (CPU) for agreement with scikit-image; float32 on accelerators.
+    # float32 on accelerators (moments are computed on values shifted by -128, see _ssim_torch).
     return torch.float64 if t.device.type == "cpu" else torch.float32
 
 
@@ -141,7 +141,6 @@ def ssim(x: Any, y: Any):
         ``(N,)`` float64 (tensor for torch input), or a float for one image.
     """
     import torch
-    import torch.nn.functional as F
 
     tx, ty, finish = _as_nchw_pair(x, y, "ssim")
     n, c, h, w = tx.shape
@@ -151,30 +150,42 @@ def ssim(x: Any, y: Any):
     c1, c2 = (_K1 * _DATA_RANGE) ** 2, (_K2 * _DATA_RANGE) ** 2
     if tx.device.type == "cpu":
         return finish(torch.from_numpy(_ssim_cpu(tx.numpy(), ty.numpy(), c1, c2)))
+    return finish(_ssim_torch(tx, ty, c1, c2))
+
+
+def _ssim_torch(tx, ty, c1: float, c2: float):
+    """SSIM of uint8 ``(N, C, H, W)`` tensors on any device: grouped separable conv2d, "valid" region."""
+    import torch
+    import torch.nn.functional as F
+
+    n, c, h, w = tx.shape
+    win = 2 * _SSIM_RADIUS + 1
     dtype = _float_dtype(tx)
     taps = _gaussian_taps(dtype, tx.device)
     out = torch.empty(n, dtype=torch.float64, device=tx.device)
     step = max(1, (1 << 21) // max(1, c * h * w))
     for s in range(0, n, step):
-        a = tx[s : s + step].to(dtype).reshape(-1, 1, h, w)
-        b = ty[s : s + step].to(dtype).reshape(-1, 1, h, w)
+        # Shifted by -128 like the CPU path, so float32 moments keep their precision.
+        a = tx[s : s + step].to(dtype).reshape(-1, 1, h, w) - 128.0
+        b = ty[s : s + step].to(dtype).reshape(-1, 1, h, w) - 128.0
         # Five local moments at once; "valid" filtering = scikit-image's reflect-padded map cropped by 5.
         stack = torch.cat([a, b, a * a, b * b, a * b], dim=1)
         k = stack.shape[1]
         f = F.conv2d(stack, taps.view(1, 1, win, 1).expand(k, 1, win, 1), groups=k)
-        f = F.conv2d(f, taps.view(1, 1, 1, win).expand(k, 1, 1, win), groups=k)
-        mu_x, mu_y, e_xx, e_yy, e_xy = f.unbind(1)
-        smap = _ssim_map(mu_x, mu_y, e_xx, e_yy, e_xy, c1, c2)
-        per_plane = smap.flatten(1).mean(1, dtype=torch.float64)
+        f = F.conv2d(f, taps.view(1, 1, 1, win).expand(k, 1, 1, win), groups=k).to(torch.float64)
+        smap = _ssim_from_shifted_moments(*f.unbind(1), c1, c2)
+        per_plane = smap.flatten(1).mean(1)
         out[s : s + step] = per_plane.view(-1, c).mean(1)
-    return finish(out)
+    return out
 
 
-def _ssim_map(mu_x, mu_y, e_xx, e_yy, e_xy, c1, c2):
-    var_x = e_xx - mu_x * mu_x
-    var_y = e_yy - mu_y * mu_y
-    cov = e_xy - mu_x * mu_y
-    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
+def _ssim_from_shifted_moments(mu_a, mu_b, e_aa, e_bb, e_ab, c1: float, c2: float):
+    """SSIM map from local moments of a = x - 128, b = y - 128 (NumPy or torch, float64)."""
+    var_a = e_aa - mu_a * mu_a
+    var_b = e_bb - mu_b * mu_b
+    cov = e_ab - mu_a * mu_b
+    mu_x, mu_y = mu_a + 128.0, mu_b + 128.0
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_a + var_b + c2))
 
 
 def _ssim_cpu(x: np.ndarray, y: np.ndarray, c1: float, c2: float) -> np.ndarray:
@@ -202,13 +213,7 @@ def _ssim_cpu(x: np.ndarray, y: np.ndarray, c1: float, c2: float) -> np.ndarray:
             f = cv2.sepFilter2D(img, cv2.CV_32F, taps, taps, borderType=cv2.BORDER_REFLECT)
             return f.reshape(m, h, w)[:, r : h - r, r : w - r].astype(np.float64)
 
-        mu_a, mu_b = filt(a), filt(b)
-        var_a = filt(a * a) - mu_a * mu_a
-        var_b = filt(b * b) - mu_b * mu_b
-        cov = filt(a * b) - mu_a * mu_b
-        mu_a += 128.0
-        mu_b += 128.0
-        smap = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2))
+        smap = _ssim_from_shifted_moments(filt(a), filt(b), filt(a * a), filt(b * b), filt(a * b), c1, c2)
         out[s : s + step] = smap.reshape(m, -1).mean(1).reshape(-1, c).mean(1)
     return out
 
