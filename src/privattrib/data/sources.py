@@ -36,6 +36,14 @@ PARTITIONS = {"train": 0, "val": 1, "test": 2}
 PARTITION_NAMES = {v: k for k, v in PARTITIONS.items()}
 
 
+def _is_dir(entry: os.DirEntry) -> bool:
+    """``entry.is_dir()`` that treats symlink loops and vanished entries as "not a folder"."""
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
+
+
 def natural_key(name: str):
     """Sort key that orders ``s2`` before ``s10`` (deterministic, never listing order)."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
@@ -283,7 +291,7 @@ def identity_entries(path: str | os.PathLike, skip_ambient: bool = True) -> Entr
     for entry in sorted(os.scandir(path), key=lambda e: natural_key(e.name)):
         if entry.name.startswith("."):
             skipped.append(Skipped(entry.path, "hidden file or folder"))
-        elif entry.is_dir(follow_symlinks=True):
+        elif _is_dir(entry):
             people.append(entry.name)
         else:
             skipped.append(Skipped(entry.path, "not inside a person folder"))
@@ -399,7 +407,7 @@ def detect_kind(path: str | os.PathLike) -> str:
     for entry in os.scandir(path):
         if entry.name.startswith("."):
             continue
-        if entry.is_dir(follow_symlinks=True):
+        if _is_dir(entry):
             subdirs += 1
         elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
             top_images += 1
