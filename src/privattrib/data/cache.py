@@ -188,6 +188,18 @@ def _progress(enabled: bool):
     )
 
 
+def _mp_context():
+    """fork on Linux (as torch's DataLoader): instant start, and it works from notebooks, stdin
+    and unguarded scripts, which spawn would re-import. Workers only run Pillow and NumPy, never
+    the parent's threads' locks. Elsewhere spawn (fork is unsafe on macOS)."""
+    import multiprocessing as mp
+    import sys
+
+    if sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods():
+        return get_context("fork")
+    return get_context("spawn")
+
+
 def _run_chunks(fn, args_for_chunk, n: int, workers: int, description: str, progress: bool) -> list:
     """Run ``fn(*args_for_chunk(lo, hi))`` over [0, n) in chunks, on a process pool when it pays."""
     chunks = [(lo, min(n, lo + _CHUNK)) for lo in range(0, n, _CHUNK)]
@@ -206,9 +218,7 @@ def _run_chunks(fn, args_for_chunk, n: int, workers: int, description: str, prog
                 results.extend(fn(*args_for_chunk(lo, hi)))
                 advance(hi - lo)
         else:
-            # spawn: safe whatever threads the parent runs (torch, rich); workers import only
-            # numpy and Pillow, so start-up costs well under a second.
-            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context()) as pool:
                 futures = {pool.submit(fn, *args_for_chunk(lo, hi)): hi - lo for lo, hi in chunks}
                 for fut in as_completed(futures):
                     results.extend(fut.result())

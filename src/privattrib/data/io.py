@@ -165,12 +165,17 @@ def open_image(
     return im
 
 
-def decode_image(im: Image.Image, path: str | os.PathLike) -> Image.Image:
-    """Decode the pixel data and apply EXIF orientation; errors become :class:`BadImageError`."""
+def decode_image(im: Image.Image, path: str | os.PathLike, transpose: bool = True) -> Image.Image:
+    """Decode the pixel data and apply EXIF orientation; errors become :class:`BadImageError`.
+
+    ``transpose=False`` skips the orientation step (and its full copy) for a caller that already
+    knows the orientation is the identity.
+    """
     try:
         im.load()
         # EXIF orientation first: the pixels a viewer shows are the pixels we obfuscate.
-        im = ImageOps.exif_transpose(im)
+        if transpose:
+            im = ImageOps.exif_transpose(im)
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
         msg = str(exc)
         if "truncated" in msg or isinstance(exc, EOFError):

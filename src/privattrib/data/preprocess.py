@@ -150,21 +150,21 @@ def prepare(path: str | os.PathLike, prep: Preprocess) -> np.ndarray:
                 im.draft(want_mode, (math.ceil(w / s), math.ceil(h / s)))
                 scale = w / im.size[0]
                 break
-    im = decode_image(im, path)
-    try:
-        arr = _to_uint8_array(im)
-    except (OSError, ValueError) as exc:
-        raise BadImageError(path, f"cannot convert mode {im.mode}: {exc}") from None
+    im = decode_image(im, path, transpose=rotated)
+    if im.mode not in ("L", "RGB"):
+        # Odd modes (16-bit, CMYK, palette, alpha...) go through the careful conversion first.
+        try:
+            im = Image.fromarray(_to_uint8_array(im))
+        except (OSError, ValueError) as exc:
+            raise BadImageError(path, f"cannot convert mode {im.mode}: {exc}") from None
+    # Crop and resize inside Pillow, so only the output's pixels are ever copied into NumPy.
     if scale == 1 and box_w == out_hw[1] and box_h == out_hw[0]:
-        arr = arr[box[1] : box[3], box[0] : box[2]]  # exact copy, no resampling
+        im = im.crop(box)  # exact copy, no resampling
     else:
-        sx = w / arr.shape[1]
-        sy = h / arr.shape[0]
+        sx, sy = w / im.width, h / im.height
         fbox = (box[0] / sx, box[1] / sy, box[2] / sx, box[3] / sy)
-        resized = Image.fromarray(np.ascontiguousarray(arr)).resize(
-            (out_hw[1], out_hw[0]), Image.Resampling.BICUBIC, box=fbox
-        )
-        arr = np.asarray(resized)
+        im = im.resize((out_hw[1], out_hw[0]), Image.Resampling.BICUBIC, box=fbox)
+    arr = np.asarray(im)
     arr = _set_channels(arr, prep.channels)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
