@@ -1,0 +1,106 @@
+"""Executors: the local one in order with per-cell errors; the Ray one against a minimal in-process
+stand-in of Ray's task API (ray itself is an optional extra that is not installed here)."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from privattrib.experiments.executors import LocalExecutor, RayExecutor, make_executor
+
+
+def _cell_fn(cell, shared):
+    if cell == "bad":
+        raise ValueError("boom")
+    return {"cell": cell, "scale": shared["scale"]}
+
+
+def test_local_executor_yields_rows_and_errors_in_order():
+    out = list(LocalExecutor().map_unordered(_cell_fn, ["a", "bad", "c"], {"scale": 2}))
+    assert [c for c, _ in out] == ["a", "bad", "c"]
+    assert out[0][1] == {"cell": "a", "scale": 2}
+    assert isinstance(out[1][1], ValueError)
+
+
+def test_make_executor_validates():
+    with pytest.raises(ValueError, match="local, ray"):
+        make_executor("spark")
+    with pytest.raises(ValueError, match="--address"):
+        make_executor("local", address="ray://x:1")
+
+
+class _Ref:
+    """Like an ObjectRef: hashable, holds a finished task's outcome."""
+
+    def __init__(self, kind, value):
+        self.kind, self.value = kind, value
+
+
+class _FakeRay(types.ModuleType):
+    """Just enough of Ray's API (init, put, remote, wait, get, cancel) to run tasks eagerly."""
+
+    def __init__(self, gpus=0):
+        super().__init__("ray")
+        self.initialized = False
+        self.remote_options = None
+        self.puts = 0
+        self.gpus = gpus
+
+    def is_initialized(self):
+        return self.initialized
+
+    def init(self, address=None, ignore_reinit_error=False):
+        self.initialized = True
+        self.address = address
+
+    def cluster_resources(self):
+        return {"CPU": 16.0, "GPU": float(self.gpus)}
+
+    def put(self, value):
+        self.puts += 1
+        return _Ref("ref", value)
+
+    def remote(self, **options):
+        self.remote_options = options
+        ray = self
+
+        def wrap(fn):
+            class _Remote:
+                def remote(self, cell, ref):
+                    try:
+                        return _Ref("done", fn(cell, ref.value))
+                    except Exception as exc:  # noqa: BLE001
+                        return _Ref("error", exc)
+            return _Remote()
+        return wrap
+
+    def wait(self, refs, num_returns=1):
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref):
+        if ref.kind == "error":
+            raise ref.value
+        return ref.value
+
+    def cancel(self, ref):
+        pass
+
+
+def test_ray_executor_runs_the_same_cell_function(monkeypatch):
+    fake = _FakeRay(gpus=1)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    ex = make_executor("ray", address="auto")
+    assert isinstance(ex, RayExecutor)
+    out = dict(ex.map_unordered(_cell_fn, ["a", "bad", "c"], {"scale": 3}))
+    assert out["a"] == {"cell": "a", "scale": 3} and out["c"]["cell"] == "c"
+    assert isinstance(out["bad"], ValueError)
+    assert fake.address == "auto" and fake.puts == 1  # the data goes to the object store once
+    assert fake.remote_options == {"num_cpus": 1, "num_gpus": 1}
+
+
+def test_ray_missing_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
+    with pytest.raises(RuntimeError, match=r"pip install 'privattrib\[ray\]'"):
+        make_executor("ray")
