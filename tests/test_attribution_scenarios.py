@@ -181,3 +181,19 @@ def test_bad_arguments_are_refused(tmp_path, data, kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         run_attribution_cell(**args)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cell_on_cuda_with_a_real_method(tmp_path, data):
+    from privattrib.obfuscation import make
+
+    train, val, test = data
+    ob = make("pixelate:b=4")
+    rows = [run_attribution_cell(train, val, test, ob, s, dict(CFG, fmap_base=1024, fmap_max=512, epochs=4), 0,
+                                 tmp_path, device="cuda", progress=False) for s in SCENARIOS]
+    assert all(r["device"].startswith("cuda") for r in rows)
+    assert rows[0]["accuracy_on_originals"] > 0.6  # the clean model learned the fingerprints (chance 1/3)
+    cpu = run_attribution_cell(train, val, test, ob, "clean-train", dict(CFG, fmap_base=1024, fmap_max=512, epochs=4),
+                               0, tmp_path / "cpu", device="cpu", progress=False)
+    assert cpu["mse"] == pytest.approx(rows[0]["mse"], rel=1e-3)  # same obfuscation on both devices

@@ -118,3 +118,21 @@ def test_bad_inputs_are_refused():
         train_classifier(model, x, [0, 1], progress=False)
     with pytest.raises(ValueError, match="keep_best"):
         train_classifier(model, x, [0, 1, 0, 1], TrainConfig(keep_best=True), progress=False)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("compiled", [False, True])
+def test_cuda_bf16_channels_last_training_learns_and_predicts(compiled):
+    x, y = fingerprinted(512, 2, 32, 20.0, seed=0)
+    xv, yv = fingerprinted(256, 2, 32, 20.0, seed=1)
+    model = make_classifier("yu2019", num_classes=2, image_size=32, seed=0)
+    result = train_classifier(model, x, y, TrainConfig(epochs=8, device="cuda", compile=compiled),
+                              val=(xv, yv), progress=False)
+    assert result.config["resolved_amp"] == "bf16" and result.config["resolved_channels_last"] is True
+    assert result.config["resolved_data_on_device"] is True
+    assert result.history[-1]["val_accuracy"] >= 0.85
+    logits = predict(result.model, xv, device="cuda")
+    assert np.isclose((logits.argmax(1) == yv).mean(), result.history[-1]["val_accuracy"])
+    cpu_logits = predict(result.model, xv[:16], device="cpu", amp="off")
+    np.testing.assert_allclose(cpu_logits, logits[:16], atol=0.1 + 0.05 * np.abs(cpu_logits).max())
