@@ -197,30 +197,40 @@ class AuditResult:
         return asdict(self)
 
 
-def _cell_means(outputs, cell: tuple[int, int, int, int]):
+def _cell_mean_statistic(cell: tuple[int, int, int, int]):
     y0, y1, x0, x1 = cell
-    return outputs[:, :, y0:y1, x0:x1].float().mean(dim=(1, 2, 3))
+
+    def statistic(outputs):
+        return outputs[:, :, y0:y1, x0:x1].double().mean(dim=(1, 2, 3))
+
+    return statistic
 
 
-def _draw_scores(
+def _draw(
     mechanism: Callable,
     image: np.ndarray,
     *,
-    trials: int,
+    start: int,
+    stop: int,
     seed: int,
     key_prefix: str,
-    cell: tuple[int, int, int, int],
+    statistic: Callable | None,
     device,
     batch_size: int,
     progress_cb: Callable[[int], None] | None,
 ) -> np.ndarray:
+    """Draws ``start..stop-1`` of the mechanism on ``image`` (key ``f"{key_prefix}/{i}"``).
+
+    Returns the statistic of each draw (float64, stop - start), or the raw outputs (uint8,
+    (stop - start) x C*H*W) when ``statistic`` is None.
+    """
     import torch
 
     base = torch.from_numpy(np.ascontiguousarray(image)).to(device)
-    scores = np.empty(trials, dtype=np.float64)
-    done = 0
-    while done < trials:
-        count = min(batch_size, trials - done)
+    results = []
+    done = start
+    while done < stop:
+        count = min(batch_size, stop - done)
         batch = base.unsqueeze(0).expand(count, *base.shape).contiguous()
         keys = [f"{key_prefix}/{i}" for i in range(done, done + count)]
         out = mechanism(batch, seed=seed, keys=keys)
@@ -228,11 +238,14 @@ def _draw_scores(
             out = torch.as_tensor(np.asarray(out))
         if tuple(out.shape) != tuple(batch.shape):
             raise ValueError(f"mechanism returned shape {tuple(out.shape)} for input {tuple(batch.shape)}")
-        scores[done : done + count] = _cell_means(out, cell).double().cpu().numpy()
+        if statistic is None:
+            results.append(out.reshape(count, -1).cpu().numpy())
+        else:
+            results.append(statistic(out).cpu().numpy())
         done += count
         if progress_cb is not None:
             progress_cb(count)
-    return scores
+    return np.concatenate(results)
 
 
 def _describe(mechanism) -> dict:
@@ -256,6 +269,7 @@ def audit(
     device: str = "auto",
     batch_size: int = 8192,
     progress: bool = False,
+    statistic: str = "auto",
 ) -> AuditResult:
     """Audit a DP obfuscation empirically and return a lower bound on its epsilon.
 
@@ -269,10 +283,15 @@ def audit(
         confidence: 1 - alpha of the final bound, in (0, 1).
         seed: obfuscation seed; draw i on image A uses key ``"audit/A/i"``.
         channels: C of the pair (the DP-Pix sensitivity is C*255*m).
-        min_size: smallest canvas side (defaults: one cell; 32 px for blurring methods).
+        min_size: smallest canvas side (default: the smallest canvas that holds the pair, which
+            keeps other cells' noise out of a blurred output).
         device: where the mechanism runs (``"auto"``, ``"cpu"``, ``"cuda"``).
         batch_size: draws per mechanism call.
         progress: show a rich progress bar.
+        statistic: ``"cell-mean"`` (mean output over the target cell: the noisy cell mean itself for
+            pixel mechanisms), ``"matched"`` (projection on the mean output difference, estimated on
+            the selection half: uses what a blur spreads over other pixels), or ``"auto"`` (matched
+            for blurring methods, else cell-mean).
 
     Returns:
         An :class:`AuditResult`; ``violated`` is True when the bound exceeds the claim.
@@ -317,42 +336,66 @@ def audit(
     if claimed is None:
         notes.append("method claims no differential privacy; the bound shows how distinguishable it is")
     blurs = "k" in params or "blur" in name
-    if min_size is None:
-        min_size = 32 if blurs else None
     if blurs:
         notes.append(
-            "the output is blurred after the noisy cells: the statistic (target-cell mean) mixes in "
-            "neighbouring cells' noise, so the bound is valid but loose"
+            "the output is blurred after the noisy cells: every output pixel mixes the target cell with "
+            "its neighbours' noise, so the bound is valid but loose"
         )
     pair = neighbouring_pair(b, m, channels=channels, min_height=min_size, min_width=min_size)
     if pair.changed_pixels < m:
         notes.append(f"no cell holds m={m} pixels (b={b}); the pair flips one full cell of {pair.changed_pixels}")
+    if statistic == "auto":
+        statistic = "matched" if blurs else "cell-mean"
+    if statistic not in ("cell-mean", "matched"):
+        raise ValueError(f"statistic must be 'auto', 'cell-mean' or 'matched', got {statistic!r}")
     dev = resolve_device(device)
     alpha = 1.0 - confidence
+    half = trials // 2
     start = time.perf_counter()
 
     def run(progress_cb=None):
-        common = dict(seed=seed, cell=pair.cell, device=dev, batch_size=batch_size, progress_cb=progress_cb)
+        common = dict(seed=seed, device=dev, batch_size=batch_size, progress_cb=progress_cb)
+        draws = {}
         with torch.no_grad():
-            sa = _draw_scores(mechanism, pair.image_a, trials=trials, key_prefix="audit/A", **common)
-            sb = _draw_scores(mechanism, pair.image_b, trials=trials, key_prefix="audit/B", **common)
-        return sa, sb
+            if statistic == "cell-mean":
+                cell_mean = _cell_mean_statistic(pair.cell)
+                for name, image in (("A", pair.image_a), ("B", pair.image_b)):
+                    scores = _draw(mechanism, image, start=0, stop=trials, key_prefix=f"audit/{name}",
+                                   statistic=cell_mean, **common)
+                    draws[name] = (scores[:half], scores[half:])
+                return draws, "mean output value over the target cell"
+            # matched filter: the direction E[M(x_B)] - E[M(x_A)] is estimated on the selection
+            # draws only, then every draw is projected onto it
+            selection = {name: _draw(mechanism, image, start=0, stop=half, key_prefix=f"audit/{name}",
+                                     statistic=None, **common)
+                         for name, image in (("A", pair.image_a), ("B", pair.image_b))}
+            direction = selection["B"].mean(axis=0, dtype=np.float64) - selection["A"].mean(axis=0, dtype=np.float64)
+            weights = torch.from_numpy(direction).to(dev)
+
+            def project(outputs):
+                return outputs.reshape(len(outputs), -1).double() @ weights
+
+            for name, image in (("A", pair.image_a), ("B", pair.image_b)):
+                evaluation = _draw(mechanism, image, start=half, stop=trials, key_prefix=f"audit/{name}",
+                                   statistic=project, **common)
+                draws[name] = (selection[name].astype(np.float64) @ direction, evaluation)
+            return draws, ("projection of the output on E[M(x_B)] - E[M(x_A)] (matched filter), the direction "
+                           "estimated on the selection draws")
 
     if progress:
         from rich.progress import Progress
 
         with Progress(transient=True) as bar:
             task = bar.add_task(f"audit {getattr(mechanism, 'spec', name)}", total=2 * trials)
-            scores_a, scores_b = run(lambda k: bar.advance(task, k))
+            draws, statistic_text = run(lambda k: bar.advance(task, k))
     else:
-        scores_a, scores_b = run()
+        draws, statistic_text = run()
     draw_s = time.perf_counter() - start
 
-    # Split each sample into a selection half and an evaluation half (draws are i.i.d., so the
-    # first half is as random as any other).
-    half = trials // 2
-    sel_a, ev_a = scores_a[:half], scores_a[half:]
-    sel_b, ev_b = scores_b[:half], scores_b[half:]
+    # Each sample is split into a selection half (chooses the statistic's direction, the threshold
+    # and the side of the test) and an evaluation half (measures the error rates): draws are
+    # i.i.d., so the bound on the evaluation half is valid whatever the selection chose.
+    (sel_a, ev_a), (sel_b, ev_b) = draws["A"], draws["B"]
     candidates = np.unique(np.concatenate([sel_a, sel_b]))
     if len(candidates) > 4096:
         candidates = np.unique(np.quantile(candidates, np.linspace(0, 1, 4096)))
@@ -385,7 +428,7 @@ def audit(
         trials=trials,
         confidence=confidence,
         test={
-            "statistic": "mean output value over the target cell",
+            "statistic": statistic_text,
             "rule": f"say x_B when statistic {direction} {threshold:.4g}",
             "direction": direction,
             "threshold": threshold,

@@ -1,0 +1,151 @@
+"""The empirical DP audit: valid for correct mechanisms, catches broken ones."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import binom
+from typer.testing import CliRunner
+
+from privattrib.attacks.audit import (
+    UnauditableMechanism,
+    audit,
+    clopper_pearson_upper,
+    epsilon_lower_bound,
+    neighbouring_pair,
+)
+from privattrib.cli import app
+from privattrib.obfuscation import make
+
+
+class ClaimsMore:
+    """A broken mechanism built by wrapping a real one: it runs ``actual`` but claims ``claimed_epsilon``."""
+
+    def __init__(self, actual: str, claimed_epsilon: float):
+        self.inner = make(actual)
+        self.name, self.spec = self.inner.name, f"broken({self.inner.spec})"
+        self.params = dict(self.inner.params, epsilon=claimed_epsilon)
+        self.epsilon = claimed_epsilon
+
+    def describe(self):
+        return {**self.inner.describe(), "epsilon": self.epsilon}
+
+    def __call__(self, images, seed=0, keys=None):
+        return self.inner(images, seed=seed, keys=keys)
+
+
+class EdgeCellsAsFull(ClaimsMore):
+    """DP-Pix whose noise treats every cell as a full b x b cell: wraps the real DP-Pix and feeds
+    the cells of the last (narrow) column through a DP-Pix whose epsilon is scaled by b*b/n, which
+    is exactly the scale 255*m/(b*b*eps) of the bug."""
+
+    def __init__(self, b: int, m: int, epsilon: float, edge_width: int):
+        super().__init__(f"dp-pix:b={b},m={m},epsilon={epsilon}", epsilon)
+        self.edge_width, self.b = edge_width, b
+        self.edge = make(f"dp-pix:b={b},m={m},epsilon={epsilon * b * b / (b * edge_width)}")
+
+    def __call__(self, images, seed=0, keys=None):
+        out = self.inner(images, seed=seed, keys=keys)
+        cut = images.shape[-1] - self.edge_width
+        out[..., cut:] = self.edge(images[..., cut:].contiguous(), seed=seed, keys=keys)
+        return out
+
+
+def test_clopper_pearson_matches_closed_form_and_coverage():
+    n, alpha = 1000, 0.05
+    assert clopper_pearson_upper(0, n, alpha) == pytest.approx(1 - alpha ** (1 / n))
+    assert clopper_pearson_upper(n, n, alpha) == 1.0
+    # exactness: P[Binom(n, p_u(k)) <= k] = alpha
+    for k in (3, 100, 500):
+        assert binom.cdf(k, n, float(clopper_pearson_upper(k, n, alpha))) == pytest.approx(alpha, rel=1e-6)
+
+
+def test_epsilon_lower_bound_formula():
+    assert epsilon_lower_bound(0.1, 0.5) == pytest.approx(np.log(0.5 / 0.1))
+    assert epsilon_lower_bound(0.5, 0.1) == pytest.approx(np.log(0.5 / 0.1))
+    assert epsilon_lower_bound(0.6, 0.6) == 0.0  # a useless test proves nothing
+    assert epsilon_lower_bound(1.0, 1.0) == 0.0
+
+
+@pytest.mark.parametrize("b,m", [(16, 16), (8, 16), (4, 16), (16, 1), (4, 40)])
+def test_neighbouring_pair_moves_one_smallest_edge_cell(b, m):
+    pair = neighbouring_pair(b, m, channels=3)
+    differ = np.any(pair.image_a != pair.image_b, axis=0)
+    y0, y1, x0, x1 = pair.cell
+    assert differ.sum() == pair.changed_pixels == min(m, b * b)
+    assert differ[y0:y1, x0:x1].sum() == pair.changed_pixels  # all inside the target cell
+    assert pair.cell_pixels >= pair.changed_pixels
+    assert x1 == pair.image_a.shape[-1]  # the target is in the last (edge) column of cells
+    if m <= b * b:
+        assert pair.cell_pixels - m < b  # no narrower edge column would still hold m pixels
+    assert set(np.unique(pair.image_b)) == {0, 255}
+
+
+@pytest.mark.parametrize("spec", ["dp-pix:b=16,m=16,epsilon=0.5", "dp-pix:b=16,m=16,epsilon=1",
+                                  "dp-pix:b=8,m=16,epsilon=0.3"])
+def test_correct_dp_pix_fast_stays_below_its_claim_and_is_tight(spec):
+    result = audit(spec, trials=20_000, seed=1)
+    assert not result.violated
+    assert result.epsilon_lower_bound <= result.claimed_epsilon
+    # the edge-cell pair makes the audit nearly tight: the bound is well above half the claim
+    assert result.epsilon_lower_bound > 0.6 * result.claimed_epsilon
+
+
+def test_correct_dp_pix_secure_backend_stays_below_its_claim():
+    result = audit("dp-pix:b=16,m=16,epsilon=0.5,noise=secure", trials=4_000, seed=2)
+    assert not result.violated
+    assert 0 < result.epsilon_lower_bound <= 0.5
+
+
+def test_correct_dp_blur_stays_below_its_claim():
+    result = audit("dp-blur:b=4,m=16,epsilon=1,k=15", trials=4_000, seed=3)
+    assert not result.violated and result.epsilon_lower_bound <= 1
+    assert any("blur" in note for note in result.notes)
+
+
+def test_catches_halved_noise_scale():
+    # dp-pix at epsilon 1 has half the noise scale of the claimed epsilon 0.5
+    result = audit(ClaimsMore("dp-pix:b=16,m=16,epsilon=1", 0.5), trials=20_000, seed=4)
+    assert result.violated and result.epsilon_lower_bound > 0.5
+
+
+def test_catches_edge_cells_calibrated_as_full_cells():
+    broken = EdgeCellsAsFull(b=16, m=16, epsilon=0.5, edge_width=1)  # the audit's edge column is 1 px wide
+    result = audit(broken, trials=10_000, seed=5)
+    assert result.pair["target_cell_pixels"] == 16
+    assert result.violated and result.epsilon_lower_bound > 2 * 0.5
+
+
+def test_svd_mp_is_refused_with_the_reason():
+    with pytest.raises(UnauditableMechanism, match="d_X-privacy"):
+        audit("svd-mp:k=4,epsilon=1")
+
+
+def test_methods_without_dp_claim_are_fully_distinguishable():
+    result = audit("pixelate:b=8", trials=2_000)
+    assert result.claimed_epsilon is None and not result.violated
+    assert result.epsilon_lower_bound > 5  # deterministic: only the sample size limits the bound
+
+
+def test_bad_parameters():
+    with pytest.raises(ValueError, match="trials"):
+        audit("dp-pix:b=16,m=16,epsilon=0.5", trials=10)
+    with pytest.raises(ValueError, match="confidence"):
+        audit("dp-pix:b=16,m=16,epsilon=0.5", confidence=1.5)
+
+
+def test_cli_audit_json_schema():
+    result = CliRunner().invoke(app, ["audit", "dp-pix:b=16,m=16,epsilon=0.5", "--trials", "4000", "--json"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output)
+    for key in ("claimed_epsilon", "epsilon_lower_bound", "trials", "confidence", "test", "violated", "pair"):
+        assert key in row
+    assert row["claimed_epsilon"] == 0.5 and row["epsilon_lower_bound"] <= 0.5 and row["trials"] == 4000
+
+
+def test_cli_audit_refuses_svd_mp():
+    result = CliRunner().invoke(app, ["audit", "svd-mp:k=4,epsilon=1", "--json"])
+    assert result.exit_code == 2
+    assert json.loads(result.output)["auditable"] is False
