@@ -154,9 +154,10 @@ def _work_chunk(npy_path: str | None, rows: list[int], paths: list[str], prep: d
             failed.append((row, "out of memory while decoding"))
         except Exception as exc:  # a decoder bug on a malformed file must not stop a build
             failed.append((row, f"unexpected decoder error ({type(exc).__name__}: {exc})"))
-    if out is not None:
-        out.flush()
-        del out
+    # No flush: msync of the whole map after every chunk costs more than the decoding; the
+    # parent reads the same pages through the page cache, and the entry is only published
+    # (renamed into place) after every worker has returned.
+    del out
     return failed
 
 

@@ -26,7 +26,7 @@ from privattrib.data.cache import (
     validate,
 )
 from privattrib.data.dataset import LabeledImages
-from privattrib.data.io import IMAGE_EXTENSIONS, Skipped, walk_images
+from privattrib.data.io import IMAGE_EXTENSIONS, Skipped, walk_image_files, walk_images
 from privattrib.data.preprocess import Preprocess, normalize_size
 
 log = logging.getLogger("privattrib.data")
@@ -109,16 +109,17 @@ def celeba_entries(
     attr_file = _find_attr_file(root)
     attr_names, attr_table = _read_attributes(attr_file) if attr_file else ([], {})
 
-    files, skipped = walk_images(img_dir)
+    rels, skipped = walk_image_files(img_dir)
     present = {}
-    for p in files:
-        rel = p.relative_to(img_dir).as_posix()
+    img_dir_s = str(img_dir)
+    for rel in rels:
+        path = os.path.join(img_dir_s, rel)
         if rel not in identity:
-            skipped.append(Skipped(str(p), "no identity label in identity_CelebA.txt"))
+            skipped.append(Skipped(path, "no identity label in identity_CelebA.txt"))
         elif rel not in partition:
-            skipped.append(Skipped(str(p), "no partition in list_eval_partition.txt"))
+            skipped.append(Skipped(path, "no partition in list_eval_partition.txt"))
         else:
-            present[rel] = p
+            present[rel] = path
     missing = sum(1 for name in identity if name not in present)
     names = sorted(present)
     if partitions is not None:
@@ -141,7 +142,7 @@ def celeba_entries(
         rows["attributes_known"] = known
     label_files = [str(id_file), str(part_file)] + ([str(attr_file)] if attr_file else [])
     return Entries(
-        paths=[str(present[x]) for x in names],
+        paths=[present[x] for x in names],
         keys=[f"{class_name}/{x}" for x in names],
         rows=rows,
         class_names=[class_name],
@@ -196,12 +197,13 @@ def load_celeba(
     # The key needs only the listing and the label files' size and mtime, so a cache hit skips
     # parsing 2 x 202,599 label lines.
     root = Path(root)
-    listing, _ = walk_images(root / "img_align_celeba") if (root / "img_align_celeba").is_dir() else ([], [])
+    img_dir = str(root / "img_align_celeba")
+    listing, _ = walk_image_files(img_dir) if os.path.isdir(img_dir) else ([], [])
     label_files = [root / "identity_CelebA.txt", root / "list_eval_partition.txt"]
     attr_file = _find_attr_file(root)
     key = stable_hash({
         "format": CACHE_FORMAT, "kind": "celeba", "prep": prep.as_dict(),
-        "files": files_signature([str(p) for p in listing]),
+        "files": files_signature([os.path.join(img_dir, r) for r in listing]),
         "label_files": files_signature([str(p) for p in label_files + ([attr_file] if attr_file else [])]),
         "partitions": sorted(partitions) if partitions else None, "limit": limit, "class_name": class_name,
     }, length=20)
@@ -220,16 +222,16 @@ def folder_entries(path: str | os.PathLike, class_name: str | None = None, limit
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a folder")
-    files, skipped = walk_images(path)
+    rels, skipped = walk_image_files(path)
     if limit is not None:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
-        files = files[:limit]
+        rels = rels[:limit]
     name = class_name or path.resolve().name
-    rels = [p.relative_to(path).as_posix() for p in files]
-    n = len(files)
+    n = len(rels)
+    root_s = str(path)
     return Entries(
-        paths=[str(p) for p in files],
+        paths=[os.path.join(root_s, r) for r in rels],
         keys=[f"{name}/{r}" for r in rels],
         rows={"labels": np.zeros(n, dtype=np.int64), "identities": np.full(n, -1, dtype=np.int64)},
         class_names=[name],
