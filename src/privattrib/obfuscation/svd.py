@@ -28,8 +28,24 @@ def _check_k(k: int, h: int, w: int) -> None:
         raise ValueError(f"svd-mp: k={k} singular values requested but a {h} x {w} image has only {min(h, w)}; use k <= {min(h, w)}")
 
 
+def _rank_k_rebuild_cpu(planes: np.ndarray, z: np.ndarray, k: int) -> np.ndarray:
+    """float64 SVD of uint8 planes ``(M, H, W)`` scaled to [0, 1]; rebuild ``U_k diag(s_k + z) V_k^T``."""
+    import torch
+
+    a = torch.from_numpy(planes.astype(np.float64) / 255.0)
+    u, s, vt = torch.linalg.svd(a, full_matrices=False)
+    sk = s[..., :k] + torch.from_numpy(z)
+    rebuilt = (u[..., :, :k] * sk[..., None, :]) @ vt[..., :k, :]
+    return np.rint(np.clip(rebuilt.numpy(), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
 def svd_mp_numpy(x: np.ndarray, layout: str, k: int, epsilon: float, streams: np.ndarray) -> np.ndarray:
     """svd-mp on the CPU (float64 LAPACK SVD).
+
+    Small SVDs run one per thread: multi-threaded LAPACK on 128 x 128 matrices is slower than one
+    thread, and pathologically so (tens of times) when the cores are shared. So chunks of images
+    go to a pool of ``torch.get_num_threads()`` workers, each computing with one LAPACK thread; the
+    result does not depend on the thread count.
 
     Args:
         x: uint8 ``(N, H, W, C)`` or ``(N, C, H, W)``, contiguous.
@@ -37,18 +53,33 @@ def svd_mp_numpy(x: np.ndarray, layout: str, k: int, epsilon: float, streams: np
     Returns:
         uint8, same shape.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
     planes = x.transpose(0, 3, 1, 2) if layout == "nhwc" else x  # (N, C, H, W) view
     n, c, h, w = planes.shape
     _check_k(k, h, w)
     z = _noise.l2_laplace_from_uniforms(_noise.uniforms_numpy(streams, c * 3 * k).reshape(n, c, 3 * k), k, epsilon)
     out = np.empty((n, c, h, w), dtype=np.uint8)
-    step = max(1, (1 << 22) // (c * h * w))
-    for start in range(0, n, step):
-        a = planes[start : start + step].astype(np.float64) / 255.0
-        u, s, vt = np.linalg.svd(a, full_matrices=False)
-        sk = s[..., :k] + z[start : start + step]
-        rebuilt = (u[..., :, :k] * sk[..., None, :]) @ vt[..., :k, :]
-        out[start : start + step] = np.rint(np.clip(rebuilt, 0.0, 1.0) * 255.0).astype(np.uint8)
+    step = max(1, min(64, (1 << 20) // (c * h * w)))
+    chunks = [slice(s, min(n, s + step)) for s in range(0, n, step)]
+
+    def work(sl: slice) -> None:
+        out[sl] = _rank_k_rebuild_cpu(planes[sl], z[sl], k)
+
+    workers = torch.get_num_threads()
+    previous = workers
+    torch.set_num_threads(1)
+    try:
+        if workers > 1 and len(chunks) > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(work, chunks))
+        else:
+            for sl in chunks:
+                work(sl)
+    finally:
+        torch.set_num_threads(previous)
     return np.ascontiguousarray(out.transpose(0, 2, 3, 1)) if layout == "nhwc" else out
 
 
