@@ -311,7 +311,9 @@ def train_classifier(
                 val_images = val_images.to(device)
             val_t = (val_images, val_labels.to(device))
 
-    step_model = torch.compile(model) if config.compile else model
+    # dynamic=False: the one short last batch gets its own static graph instead of turning every
+    # step into a dynamic-shape graph.
+    step_model = torch.compile(model, dynamic=False) if config.compile else model
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.betas, eps=config.eps,
                                  weight_decay=config.weight_decay,
