@@ -48,7 +48,7 @@ def tiny_spec(tmp_path: Path, **changes) -> dict:
             "per_class": {"train": 24, "val": 6, "test": 10},
             "cache_dir": str(tmp_path / "cache"),
         },
-        "classifier": {"arch": "yu2019", "epochs": 1, "batch": 16},
+        "classifier": {"arch": "yu2019", "epochs": 1, "batch": 16, "fmap_base": 64, "fmap_max": 32},
         "obfuscations": ["none", "pixelate:b=[2,4]", "dp-pix:b=4,m=1,epsilon=[1]"],
         "scenarios": ["clean-train", "obfuscated-train", "fine-tune"],
         "seeds": [0],
@@ -102,14 +102,14 @@ def test_tiny_grid_schema_and_report(tmp_path):
     assert again.ran == 0 and again.skipped == len(cells)
 
     # a changed classifier invalidates the rows: refused, then moved aside with force
-    changed = validate_spec(tiny_spec(tmp_path, classifier={"arch": "yu2019", "epochs": 2, "batch": 16}))
+    changed = validate_spec(tiny_spec(tmp_path, classifier={"arch": "yu2019", "epochs": 2, "batch": 16, "fmap_base": 64, "fmap_max": 32}))
     with pytest.raises(SpecChangedError, match="classifier"):
         run_experiment(changed, out, progress=False)
     # a grown grid is not a change: only the new cells run
     grown = validate_spec(tiny_spec(tmp_path, obfuscations=["none", "pixelate:b=[2,4,8]", "dp-pix:b=4,m=1,epsilon=[1]"],
                                     scenarios=["clean-train"]))
     res = run_experiment(grown, out, progress=False, report=False)
-    assert res.ran == 1 and res.skipped == 3
+    assert res.ran == 1 and res.skipped == 4
 
 
 def test_spec_errors_exit_cleanly(tmp_path):

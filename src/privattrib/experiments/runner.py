@@ -115,7 +115,7 @@ def execute_cell(cell: Cell, shared: dict) -> dict:
         result = run_attribution_cell(
             shared["train"], shared["val"], shared["test"], ob, cell.scenario, dict(ctx["classifier"]),
             cell.seed, ctx["work_dir"], obfuscated_fraction=ctx["obfuscated_fraction"],
-            real_class=REAL_CLASS, device=ctx["device"],
+            real_class=REAL_CLASS, device=ctx["device"], progress=ctx.get("progress", False),
         )
     else:
         result = _run_attack(cell, ob, shared, ctx)
@@ -177,7 +177,7 @@ def compose_row(cell: Cell, ob, result: dict, ctx: dict, wall_s: float) -> dict:
         for name, acc in zip(names, list(per_class)):
             row.setdefault(f"acc_{name}", acc)
     row["describe"] = _describe(ob)
-    row["cell_wall_s"] = result.get("wall_s")
+    row["cell_wall_s"] = result.get("wall_s", result.get("wall_seconds"))
     row["wall_s"] = round(wall_s, 3)
     row["rows_hash"] = ctx["rows_hash"]
     row["data_hash"] = ctx["data_hash"]
@@ -291,7 +291,7 @@ def run_experiment(spec: ExperimentSpec, outdir: str | os.PathLike, *, executor:
             "context": {
                 "name": spec.name, "classifier": spec.classifier,
                 "work_dir": str(outdir / "models"), "obfuscated_fraction": spec.obfuscated_fraction,
-                "device": device, "rows_hash": spec.rows_hash(), "data_hash": spec.data_hash(),
+                "device": device, "progress": progress, "rows_hash": spec.rows_hash(), "data_hash": spec.data_hash(),
                 "class_names": spec.class_names, "attacks": spec.attacks,
             },
         }

@@ -40,7 +40,7 @@ LEADING_COLUMNS = [
     "obfuscated_fraction",
 ]
 #: Columns that are never in results.csv (too large or nested; kept in the row JSON).
-_NESTED = {"confusion_matrix", "per_class_accuracy", "describe", "method_describe", "classifier", "history"}
+_NESTED = {"confusion_matrix", "per_class_accuracy", "describe", "method_describe", "history"}
 
 
 class SpecChangedError(RuntimeError):
