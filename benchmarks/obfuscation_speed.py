@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         b, k, m, eps = p.get("b", 16), p.get("k", 9), p.get("m", 16), p.get("epsilon", 0.5)
         slow = name in ("svd-mp", "dp-blur") or p.get("noise") == "secure" or k > 31
         count = max(64, n // 16) if slow else n
+        if name == "svd-mp":
+            count = max(32, n // 64)
         if p.get("noise") == "secure":
             try:
                 import opendp  # noqa: F401

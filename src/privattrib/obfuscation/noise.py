@@ -78,12 +78,17 @@ def key_to_u64(key: Any) -> int:
 
 
 def _mix_numpy(z: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser on a uint64 array (wraps modulo 2**64)."""
-    z = z ^ (z >> np.uint64(30))
-    z = z * np.uint64(_MIX1)
-    z = z ^ (z >> np.uint64(27))
-    z = z * np.uint64(_MIX2)
-    return z ^ (z >> np.uint64(31))
+    """SplitMix64 finaliser on a uint64 array, in place (wraps modulo 2**64); returns ``z``."""
+    t = np.empty_like(z)
+    np.right_shift(z, np.uint64(30), out=t)
+    z ^= t
+    z *= np.uint64(_MIX1)
+    np.right_shift(z, np.uint64(27), out=t)
+    z ^= t
+    z *= np.uint64(_MIX2)
+    np.right_shift(z, np.uint64(31), out=t)
+    z ^= t
+    return z
 
 
 def image_streams(seed: int, keys: Sequence[Any] | None, n: int) -> np.ndarray:
@@ -129,10 +134,15 @@ def uniforms_numpy(streams: np.ndarray, count: int, offset: int = 0) -> np.ndarr
     Returns:
         float64 ``(N, count)``.
     """
-    counters = (np.arange(offset + 1, offset + count + 1, dtype=np.uint64) * np.uint64(_GOLDEN))[None, :]
+    counters = np.arange(offset + 1, offset + count + 1, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        bits = _mix_numpy(streams[:, None] + counters)
-    return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * _TWO_POW_M53
+        counters *= np.uint64(_GOLDEN)
+        bits = _mix_numpy(streams[:, None] + counters[None, :])
+    bits >>= np.uint64(11)
+    u = bits.astype(np.float64)
+    u += 0.5
+    u *= _TWO_POW_M53
+    return u
 
 
 def _mix_torch(z):
@@ -166,16 +176,20 @@ def laplace_from_uniforms(u, scale):
         u: uniforms, any shape.
         scale: broadcastable to ``u``.
     """
+    # X = sign(u - 1/2) * scale * E with E = -log(1 - 2|u - 1/2|) ~ Exp(1): one log per sample.
+    # With 53-bit uniforms u != 1/2 and 1 - 2|u - 1/2| >= 2**-53, so E is finite (|X| <= 36.7 scale).
     if isinstance(u, np.ndarray):
-        # log(2u) for u < 1/2, -log(2 - 2u) otherwise; 1 - u is exact for u in [1/2, 1).
-        lower = u < 0.5
-        out = np.where(lower, np.log(2.0 * u), -np.log(2.0 - 2.0 * u))
-        return out * scale
+        d = u - 0.5
+        e = np.abs(d)
+        e *= -2.0
+        np.log1p(e, out=e)
+        e *= -1.0
+        return np.copysign(e, d) * scale
     import torch
 
-    lower = u < 0.5
-    out = torch.where(lower, torch.log(2.0 * u), -torch.log(2.0 - 2.0 * u))
-    return out * scale
+    d = u - 0.5
+    e = torch.log1p(-2.0 * d.abs()).neg_()
+    return torch.copysign(e, d) * scale
 
 
 _DISCRETE_LAPLACE_CACHE: dict[float, Any] = {}
