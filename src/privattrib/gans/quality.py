@@ -72,7 +72,7 @@ def random_cnn_features(
     net = RandomFeatureCNN(images_uint8.shape[1]).to(dev).eval()
     out = []
     for i in range(0, len(images_uint8), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images_uint8[i : i + batch_size])).to(dev)
+        x = torch.from_numpy(np.require(images_uint8[i : i + batch_size], requirements=["C", "W"])).to(dev)
         out.append(net(x.float() / 127.5 - 1).double().cpu().numpy())
     return np.concatenate(out)
 
@@ -205,7 +205,7 @@ def resize_uint8(images: np.ndarray, size: tuple[int, int], batch_size: int = 51
         return images
     out = []
     for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])).float()
+        x = torch.from_numpy(np.require(images[i : i + batch_size], requirements=["C", "W"])).float()
         y = F.interpolate(x, size=size, mode="area") if x.shape[2] >= size[0] else F.interpolate(
             x, size=size, mode="bilinear", align_corners=False, antialias=False
         )

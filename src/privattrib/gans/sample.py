@@ -29,7 +29,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def calibrate_batchnorm(G: nn.Module, config: dict, device, n_batches: int = 20, batch_size: int = 256) -> nn.Module:
+def calibrate_batchnorm(G: nn.Module, config: dict, device, n_batches: int = 8, batch_size: int = 256) -> nn.Module:
     """Re-estimate every batch-norm layer's running mean/var as the exact average over
     ``n_batches`` seeded noise batches, then switch to eval mode (no-op without batch norm).
 

@@ -444,7 +444,7 @@ def train_gan(
     elapsed0 = ckpt["elapsed_s"] if ckpt else 0.0
     _trim_log(run_dir / "log.jsonl", start)
     if start < config["steps"]:
-        data_dev = torch.from_numpy(images).to(dev)
+        data_dev = torch.from_numpy(np.require(images, requirements=["C", "W"])).to(dev)
         _loop(trainer, data_dev, run_dir, start, elapsed0, progress)
     elif ckpt is not None:
         log.info("%s: already trained %d steps; nothing to do", run_dir, start)
