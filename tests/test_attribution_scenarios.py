@@ -197,3 +197,30 @@ def test_cell_on_cuda_with_a_real_method(tmp_path, data):
     cpu = run_attribution_cell(train, val, test, ob, "clean-train", dict(CFG, fmap_base=1024, fmap_max=512, epochs=4),
                                0, tmp_path / "cpu", device="cpu", progress=False)
     assert cpu["mse"] == pytest.approx(rows[0]["mse"], rel=1e-3)  # same obfuscation on both devices
+
+
+def test_concurrent_requests_for_one_clean_model_train_it_once(tmp_path, data, monkeypatch):
+    import threading
+
+    train, val, _ = data
+    calls = []
+    real_train = scenarios.train_classifier
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(scenarios, "train_classifier", counting)
+    cfg = {"arch": "dct", "epochs": 1}
+    results = []
+    # flock conflicts between separate open() calls even inside one process, so threads exercise the lock
+    threads = [threading.Thread(target=lambda: results.append(
+        scenarios.clean_model(train, val, cfg, 0, tmp_path, device="cpu", progress=False)[1])) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(results) == 3
+    assert sorted(r["cached"] for r in results) == [False, True, True]
+    assert len({r["path"] for r in results}) == 1
+    assert not list((tmp_path / "clean-models").glob("*.tmp"))

@@ -28,8 +28,8 @@ Protocol details that matter for honest numbers:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from privattrib.attribution.models import load_classifier, make_classifier, save_classifier
-from privattrib.common import atomic_write_text, resolve_device, stable_hash
+from privattrib.common import resolve_device, stable_hash
 from privattrib.data.dataset import LabeledImages
 from privattrib.training import TrainConfig, TrainResult, as_uint8_tensor, clone_model, predict, train_classifier
 
@@ -113,8 +113,6 @@ def _data_fingerprint(data: LabeledImages) -> dict[str, Any]:
     n = len(data)
     rows = np.unique(np.linspace(0, n - 1, num=min(n, 256)).astype(np.int64)) if n else np.zeros(0, np.int64)
     sample = np.ascontiguousarray(np.asarray(data.images[rows]))
-    import hashlib
-
     return {
         "n": n,
         "shape": list(data.images.shape),
