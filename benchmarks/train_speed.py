@@ -41,7 +41,8 @@ def measure(args: argparse.Namespace, device: torch.device, amp: bool, compiled:
     model = make_classifier("yu2019", num_classes=args.classes, image_size=args.size, seed=0,
                             padding_mode=padding_mode)
     config = TrainConfig(epochs=1 + args.epochs, batch_size=args.batch, device=str(device),
-                         amp="bf16" if amp else "off", compile=compiled, channels_last="auto")
+                         amp="bf16" if amp else "off", compile=compiled, compile_mode=args.compile_mode,
+                         channels_last="auto")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -50,6 +51,7 @@ def measure(args: argparse.Namespace, device: torch.device, amp: bool, compiled:
     seconds = sum(h["seconds"] for h in timed)
     return {
         "mode": f"{'compiled' if compiled else 'eager'}-{'bf16' if amp else 'fp32'}",
+        "compile_mode": args.compile_mode if compiled else None,
         "padding": padding_mode,
         "device": str(device),
         "size": args.size,
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated subset of eager-fp32,eager-bf16,compiled-fp32,compiled-bf16")
     parser.add_argument("--padding", default="reflect", choices=["reflect", "zeros", "both"],
                         help="conv padding (the original uses reflect)")
+    parser.add_argument("--compile-mode", default="default",
+                        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
     parser.add_argument("--tf32", action="store_true", help="let fp32 convolutions/matmuls use TF32")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")

@@ -100,7 +100,7 @@ def test_dct_statistics_are_not_refitted_when_fine_tuning():
     "kwargs,match",
     [({"epochs": 0}, "epochs"), ({"batch_size": 0}, "batch_size"), ({"lr": 0}, "lr"),
      ({"betas": (0.0, 1.0)}, "betas"), ({"amp": "fp8"}, "amp"), ({"channels_last": "yes"}, "channels_last"),
-     ({"weight_decay": -1}, "weight_decay")],
+     ({"weight_decay": -1}, "weight_decay"), ({"compile_mode": "fast"}, "compile_mode")],
 )
 def test_bad_config_is_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):

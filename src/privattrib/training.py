@@ -60,6 +60,8 @@ class TrainConfig:
         amp: ``"auto"`` (bf16 on CUDA, off on CPU), ``"bf16"``/``True``, ``"off"``/``False``.
         channels_last: ``"auto"`` (on CUDA), ``True`` or ``False``.
         compile: wrap the training forward pass in ``torch.compile``.
+        compile_mode: ``torch.compile`` mode: ``"default"``, ``"reduce-overhead"`` (CUDA graphs),
+            ``"max-autotune"`` or ``"max-autotune-no-cudagraphs"``.
         eval_batch_size: batch size of validation passes.
         keep_best: return the weights of the epoch with the best validation accuracy (needs ``val``).
         fit_statistics: models with a ``fit_statistics(images)`` method (e.g. ``dct``) get it
@@ -81,6 +83,7 @@ class TrainConfig:
     amp: str | bool = "auto"
     channels_last: str | bool = "auto"
     compile: bool = False
+    compile_mode: str = "default"
     eval_batch_size: int = 512
     keep_best: bool = False
     fit_statistics: str | bool = "auto"
@@ -105,6 +108,9 @@ class TrainConfig:
             raise ValueError(f"eps must be > 0, got {self.eps}")
         if self.amp not in ("auto", "bf16", "off", True, False):
             raise ValueError(f"amp must be 'auto', 'bf16', 'off', True or False, got {self.amp!r}")
+        modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+        if self.compile_mode not in modes:
+            raise ValueError(f"compile_mode must be one of {', '.join(modes)}, got {self.compile_mode!r}")
         for name in ("channels_last", "fit_statistics", "data_on_device"):
             if getattr(self, name) not in ("auto", True, False):
                 raise ValueError(f"{name} must be 'auto', True or False, got {getattr(self, name)!r}")
@@ -313,7 +319,8 @@ def train_classifier(
 
     # dynamic=False: the one short last batch gets its own static graph instead of turning every
     # step into a dynamic-shape graph.
-    step_model = torch.compile(model, dynamic=False) if config.compile else model
+    step_model = (torch.compile(model, dynamic=False, mode=config.compile_mode) if config.compile
+                  else model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.betas, eps=config.eps,
                                  weight_decay=config.weight_decay,

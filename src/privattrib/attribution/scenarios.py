@@ -59,7 +59,7 @@ SCENARIOS: tuple[str, ...] = ("clean-train", "obfuscated-train", "fine-tune")
 _TRAIN_KEYS = {
     "epochs": "epochs", "batch": "batch_size", "batch_size": "batch_size", "lr": "lr", "betas": "betas",
     "eps": "eps", "weight_decay": "weight_decay", "hflip": "hflip", "amp": "amp",
-    "channels_last": "channels_last", "compile": "compile", "eval_batch_size": "eval_batch_size",
+    "channels_last": "channels_last", "compile": "compile", "compile_mode": "compile_mode", "eval_batch_size": "eval_batch_size",
     "keep_best": "keep_best", "data_on_device": "data_on_device",
 }
 _FINE_TUNE_KEYS = ("fine_tune_epochs", "fine_tune_lr")
