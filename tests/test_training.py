@@ -136,3 +136,14 @@ def test_cuda_bf16_channels_last_training_learns_and_predicts(compiled):
     assert np.isclose((logits.argmax(1) == yv).mean(), result.history[-1]["val_accuracy"])
     cpu_logits = predict(result.model, xv[:16], device="cpu", amp="off")
     np.testing.assert_allclose(cpu_logits, logits[:16], atol=0.1 + 0.05 * np.abs(cpu_logits).max())
+
+
+def test_device_side_input_scaling_flips_and_layout():
+    from privattrib.training import _to_input
+
+    x = torch.randint(0, 256, (2, 3, 4, 5), dtype=torch.uint8)
+    y = _to_input(x, torch.tensor([True, False]), channels_last=True)
+    assert y.dtype == torch.float32 and y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y[0], x[0].flip(-1).float() / 127.5 - 1)
+    torch.testing.assert_close(y[1], x[1].float() / 127.5 - 1)
+    assert float(_to_input(torch.tensor([[[[0, 255]]]], dtype=torch.uint8), None, False).min()) == -1.0

@@ -196,10 +196,9 @@ def _to_input(batch_u8: torch.Tensor, flip: torch.Tensor | None, channels_last: 
     """uint8 B x C x H x W on the device -> float in [-1, 1], flipped where ``flip`` is True."""
     if flip is not None:
         batch_u8 = torch.where(flip[:, None, None, None], batch_u8.flip(-1), batch_u8)
-    x = batch_u8.float().mul_(1.0 / 127.5).sub_(1.0)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
+    if channels_last:  # reorder the 1-byte tensor, not the 4-byte one; float() keeps the layout
+        batch_u8 = batch_u8.contiguous(memory_format=torch.channels_last)
+    return batch_u8.float().mul_(1.0 / 127.5).sub_(1.0)
 
 
 def _gather(images: torch.Tensor, index: torch.Tensor, device: torch.device) -> torch.Tensor:
