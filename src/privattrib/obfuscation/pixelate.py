@@ -82,8 +82,12 @@ def block_sums_numpy(x: np.ndarray, layout: str, b: int) -> np.ndarray:
         row_acc = np.uint16 if b * 255 < 2**16 else acc
         if layout == "nchw":
             c = x.shape[1]
-            rows = x.reshape(n, c, h // b, b, w).sum(axis=3, dtype=row_acc)
-            return rows.reshape(n, c, h // b, w // b, b).sum(axis=4, dtype=acc)
+            rows = x.reshape(n, c, h // b, b, w).sum(axis=3, dtype=row_acc).reshape(-1, b)
+            # b strided adds: ~10x faster than numpy's reduce over a short last axis.
+            sums = rows[:, 0].astype(acc)
+            for i in range(1, b):
+                sums += rows[:, i]
+            return sums.reshape(n, c, h // b, w // b)
         c = x.shape[3]
         rows = x.reshape(n, h // b, b, w * c).sum(axis=2, dtype=row_acc).reshape(-1, b, c)
         # b strided adds of (cells, C) slices: ~10x faster than numpy's generic reduce over a middle axis.
