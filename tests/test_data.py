@@ -272,3 +272,24 @@ def test_celeba_check(celeba_root):
     assert report["identities"] == 2000 and report["partitions"] == {"train": 10000, "val": 0, "test": 0}
     assert report["labels_without_image"] == 202599 - 10000
     assert report["sizes"] == {"178x218 x3": 10000} and report["skipped"] == []
+
+
+def _load_in_child(args):
+    src, cache = args
+    data = load_folder(src, 12, cache_dir=cache, workers=1, progress=False)
+    return data.meta["cache"]["folder"], np.asarray(data.images).tobytes()
+
+
+def test_concurrent_builders_agree_and_leave_one_entry(tmp_path, cache):
+    import multiprocessing as mp
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for j in range(40):
+        Image.fromarray(gradient_rgb(24, 24, seed=j)).save(src / f"{j:02d}.png")
+    with mp.get_context("fork").Pool(3) as pool:
+        results = pool.map(_load_in_child, [(src, cache)] * 3)
+    assert len({r[0] for r in results}) == 1 and len({r[1] for r in results}) == 1
+    assert [p.name for p in cache.iterdir()] == [Path(results[0][0]).name]  # no temporaries left
+    again = load_folder(src, 12, cache_dir=cache, workers=1, progress=False, rebuild=True)
+    assert np.asarray(again.images).tobytes() == results[0][1]

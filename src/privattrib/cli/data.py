@@ -75,7 +75,7 @@ def check(
 
 @data_app.command("build")
 def build(
-    source: str = typer.Argument(..., help="A path (kind detected) or 'synthetic'."),
+    source: str = typer.Argument(..., help="A CelebA root, a folder of images or an identity set (kind detected)."),
     size: Optional[int] = typer.Option(None, help="Output side in pixels (identity sets and folders: omit for native size)."),
     kind: str = typer.Option("auto", help="auto | celeba | folder | identities"),
     crop: Optional[str] = typer.Option(None, help="yu2019 (CelebA default) | center (default otherwise) | none"),
@@ -86,6 +86,7 @@ def build(
     cache_dir: Optional[Path] = typer.Option(None, help="Cache root (default $PRIVATTRIB_CACHE or ~/.cache/privattrib)."),
     workers: Optional[int] = typer.Option(None, help="Decoding processes (default: all cores)."),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first unusable file instead of skipping it."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild even if a matching cache entry exists."),
 ) -> None:
     """Decode, crop and resize a source once into the memory-mapped uint8 cache (experiments reuse it)."""
     from privattrib.data import BadImageError, detect_kind, load_celeba, load_folder, load_identity_set
@@ -95,7 +96,7 @@ def build(
     if not Path(source).exists():
         raise typer.BadParameter(f"{source} does not exist", param_hint="SOURCE")
     kind = detect_kind(source) if kind == "auto" else kind
-    common = dict(cache_dir=cache_dir, workers=workers, strict=strict)
+    common = dict(cache_dir=cache_dir, workers=workers, strict=strict, rebuild=rebuild)
     t0 = time.perf_counter()
     try:
         if kind == "celeba":

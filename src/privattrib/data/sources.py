@@ -171,6 +171,7 @@ def load_celeba(
     class_name: str = "real",
     strict: bool = False,
     progress: bool = True,
+    rebuild: bool = False,
 ) -> LabeledImages:
     """CelebA (aligned, official layout) as a cached uint8 set.
 
@@ -181,7 +182,7 @@ def load_celeba(
         crop: ``"yu2019"`` (128 x 128 around (89, 121), Yu et al. 2019) or ``"center"``.
         partitions: official partitions to keep (``"train"``, ``"val"``, ``"test"``); all if None.
         limit: keep the first ``limit`` images (file-name order) after the partition filter.
-        cache_dir, workers, strict, progress: see :func:`privattrib.data.cache.build_or_open`.
+        cache_dir, workers, strict, progress, rebuild: see :func:`privattrib.data.cache.build_or_open`.
         class_name: the single class name (labels are all 0).
 
     Returns:
@@ -207,12 +208,12 @@ def load_celeba(
         "label_files": files_signature([str(p) for p in label_files + ([attr_file] if attr_file else [])]),
         "partitions": sorted(partitions) if partitions else None, "limit": limit, "class_name": class_name,
     }, length=20)
-    if not strict:  # strict must re-raise on skipped files, so it always looks at the entries
+    if not strict and not rebuild:  # strict must re-raise on skipped files: it always looks at the entries
         cached = try_open("celeba", key, cache_dir)
         if cached is not None:
             return _labeled_from_cache("celeba", cached)
     entries = celeba_entries(root, partitions, limit, class_name)
-    return _to_labeled("celeba", entries, prep, cache_dir, workers, strict, progress, key=key)
+    return _to_labeled("celeba", entries, prep, cache_dir, workers, strict, progress, key=key, rebuild=rebuild)
 
 
 # ----------------------------------------------------------------------------- folders
@@ -252,6 +253,7 @@ def load_folder(
     workers: int | None = None,
     strict: bool = False,
     progress: bool = True,
+    rebuild: bool = False,
 ) -> LabeledImages:
     """Any folder of images (PNG, JPEG, WebP, BMP, PGM, TIFF, GIF; nested) as one class.
 
@@ -268,7 +270,7 @@ def load_folder(
     """
     entries = folder_entries(path, class_name, limit)
     prep = Preprocess(size=normalize_size(size), crop=crop, channels=channels)
-    return _to_labeled("folder", entries, prep, cache_dir, workers, strict, progress)
+    return _to_labeled("folder", entries, prep, cache_dir, workers, strict, progress, rebuild=rebuild)
 
 
 # ----------------------------------------------------------------------------- identity sets
@@ -339,6 +341,7 @@ def load_identity_set(
     workers: int | None = None,
     strict: bool = False,
     progress: bool = True,
+    rebuild: bool = False,
 ) -> LabeledImages:
     """An identity set (one folder per person) for re-identification.
 
@@ -354,14 +357,14 @@ def load_identity_set(
     """
     entries = identity_entries(path, skip_ambient)
     prep = Preprocess(size=normalize_size(size), crop=crop, channels=channels)
-    return _to_labeled("identities", entries, prep, cache_dir, workers, strict, progress)
+    return _to_labeled("identities", entries, prep, cache_dir, workers, strict, progress, rebuild=rebuild)
 
 
 # ----------------------------------------------------------------------------- common
 
-def _to_labeled(kind, entries, prep, cache_dir, workers, strict, progress, key=None) -> LabeledImages:
+def _to_labeled(kind, entries, prep, cache_dir, workers, strict, progress, key=None, rebuild=False) -> LabeledImages:
     cached = build_or_open(kind, entries, prep, cache_dir=cache_dir, workers=workers,
-                           strict=strict, progress=progress, key=key)
+                           strict=strict, progress=progress, key=key, rebuild=rebuild)
     return _labeled_from_cache(kind, cached)
 
 
