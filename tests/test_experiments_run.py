@@ -184,3 +184,13 @@ def test_resume_after_sigkill(tmp_path):
     assert len(keys) == total == len(set(keys))
     manifest = json.loads((out / "experiment.json").read_text())
     assert manifest["runs"] == 2
+
+
+def test_one_run_per_outdir(tmp_path):
+    from privattrib.experiments.runner import _exclusive
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with _exclusive(out):
+        with pytest.raises(RuntimeError, match="another"):
+            run_experiment(validate_spec(tiny_spec(tmp_path)), out, progress=False)

@@ -14,6 +14,7 @@ runs in a first wave, so the clean model is trained once and only read afterward
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -255,12 +256,39 @@ def run_experiment(spec: ExperimentSpec, outdir: str | os.PathLike, *, executor:
         SpecChangedError: OUTDIR belongs to another spec and ``force`` is False.
     """
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
 
     console = console or Console(stderr=True)
     started = time.perf_counter()
     outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(outdir):
+        return _run_locked(spec, outdir, executor=executor, address=address, force=force, device=device,
+                           progress=progress, console=console, report=report, fail_fast=fail_fast,
+                           started=started)
+
+
+@contextlib.contextmanager
+def _exclusive(outdir: Path):
+    """One run per OUTDIR at a time (an advisory lock the kernel drops when the process dies,
+    even by SIGKILL, so a killed run never blocks its resumption)."""
+    import fcntl
+
+    fh = open(outdir / ".lock", "a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another `privattrib run` is using {outdir}; wait for it or use another -o") from None
+        yield
+    finally:
+        fh.close()
+
+
+def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force, device, progress, console,
+                report, fail_fast, started) -> RunResult:
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
     device = device or spec.device
     runner = make_executor(executor, address=address)
     store = ResultsStore(outdir)
