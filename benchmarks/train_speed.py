@@ -64,6 +64,27 @@ def measure(args: argparse.Namespace, device: torch.device, amp: bool, compiled:
     }
 
 
+def profile(args: argparse.Namespace, device: torch.device, amp: bool, compiled: bool, padding_mode: str) -> None:
+    """Print the operators that take the most device time in one short epoch (after a warm-up one)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    steps = min(args.steps, 10)
+    n = args.batch * steps
+    images = torch.randint(0, 256, (n, 3, args.size, args.size), dtype=torch.uint8, device=device)
+    labels = torch.randint(0, args.classes, (n,), device=device)
+    model = make_classifier("yu2019", num_classes=args.classes, image_size=args.size, seed=0,
+                            padding_mode=padding_mode)
+    config = TrainConfig(epochs=1, batch_size=args.batch, device=str(device), amp="bf16" if amp else "off",
+                         compile=compiled, compile_mode=args.compile_mode)
+    train_classifier(model, images, labels, config, progress=False)  # warm-up (compilation, autotuning)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        train_classifier(model, images, labels, config, progress=False)
+    sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort, row_limit=args.profile_rows), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -81,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile-mode", default="default",
                         choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
     parser.add_argument("--tf32", action="store_true", help="let fp32 convolutions/matmuls use TF32")
+    parser.add_argument("--profile", action="store_true",
+                        help="after timing, profile a short epoch of the last configuration")
+    parser.add_argument("--profile-rows", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
@@ -124,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {row['mode']:<14} {padding:<7} {row['images_per_second']:>10,.0f} img/s "
                   f"(warm-up epoch {row['warmup_epoch_seconds']:.1f}s, total {time.perf_counter() - start:.1f}s{mem})",
                   flush=True)
+    if args.profile and results:
+        profile(args, device, *configs[-1], paddings[-1])
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device_name": name, "torch": torch.__version__, "results": results}, f, indent=2)
