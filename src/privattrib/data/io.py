@@ -32,9 +32,6 @@ IMAGE_EXTENSIONS = frozenset(
 #: Largest image accepted by default (Pillow's own bomb threshold: about 89 megapixels).
 DEFAULT_MAX_PIXELS = 89_478_485
 
-# Modes that carry a single grey channel (including Pillow's integer and float modes).
-_GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "P;grey"}
-
 
 class BadImageError(ValueError):
     """A file that is not a usable image.

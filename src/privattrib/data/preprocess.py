@@ -146,8 +146,7 @@ def prepare(path: str | os.PathLike, prep: Preprocess) -> np.ndarray:
         ratio = min(box_w / out_hw[1], box_h / out_hw[0])
         for s in (8, 4, 2):
             if ratio >= s:
-                want_mode = "L" if prep.channels == 1 and im.mode == "L" else im.mode
-                im.draft(want_mode, (math.ceil(w / s), math.ceil(h / s)))
+                im.draft(im.mode, (math.ceil(w / s), math.ceil(h / s)))
                 scale = w / im.size[0]
                 break
     im = decode_image(im, path, transpose=rotated)
