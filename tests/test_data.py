@@ -292,3 +292,30 @@ def test_concurrent_builders_agree_and_leave_one_entry(tmp_path, cache):
     assert [p.name for p in cache.iterdir()] == [Path(results[0][0]).name]  # no temporaries left
     again = load_folder(src, 12, cache_dir=cache, workers=1, progress=False, rebuild=True)
     assert np.asarray(again.images).tobytes() == results[0][1]
+
+
+def test_celeba_official_attribute_format_center_crop_and_dict_source(tmp_path, cache, caplog):
+    """The official list_attr_celeba.txt starts with a count line; the shared subset's does not."""
+    root = tmp_path / "celeba"
+    (root / "img_align_celeba").mkdir(parents=True)
+    for i in (1, 2, 3):
+        Image.fromarray(gradient_rgb(218, 178, i)).save(root / "img_align_celeba" / f"{i:06d}.jpg", quality=95)
+    (root / "img_align_celeba" / "000009.jpg").write_bytes(b"broken")  # labelled but corrupt
+    (root / "img_align_celeba" / "999999.jpg").write_bytes(b"x")  # no label rows at all
+    rows = [f"{i:06d}.jpg" for i in (1, 2, 3, 4, 9)]
+    (root / "identity_CelebA.txt").write_text("".join(f"{r} {10 + k}\n" for k, r in enumerate(rows)))
+    (root / "list_eval_partition.txt").write_text("".join(f"{r} {k % 3}\n" for k, r in enumerate(rows)))
+    (root / "list_attr_celeba.txt").write_text(
+        "5\nSmiling Male\n" + "".join(f"{r} {1 if k % 2 else -1} 1\n" for k, r in enumerate(rows)))
+    with caplog.at_level(logging.WARNING, logger="privattrib.data"):
+        data = load_source({"celeba": root, "class_name": "camera"}, (24, 20), crop="center",
+                           cache_dir=cache, workers=1, progress=False)
+    assert "1 labelled images are absent" in caplog.text  # 000004.jpg
+    assert data.images.shape == (3, 3, 24, 20) and data.class_names == ["camera"]
+    assert data.identities.tolist() == [10, 11, 12] and data.meta["partition"].tolist() == [0, 1, 2]
+    assert data.meta["attribute_names"] == ["Smiling", "Male"]
+    assert data.meta["attributes"].tolist() == [[-1, 1], [1, 1], [-1, 1]]
+    reasons = {Path(s["path"]).name: s["reason"] for s in data.meta["skipped"]}
+    assert "no identity label" in reasons["999999.jpg"] and "not an image" in reasons["000009.jpg"]
+    val = load_celeba(root, size=16, partitions=["val"], cache_dir=cache, workers=1, progress=False)
+    assert [k.split("/")[1] for k in val.keys] == ["000002.jpg"]
