@@ -2,6 +2,7 @@
 
     python benchmarks/obfuscation_speed.py                  # CPU: torch N x C x H x W and NumPy N x H x W x C paths
     python benchmarks/obfuscation_speed.py --device cuda    # data on the GPU; naive = batched torch avg_pool
+    python benchmarks/obfuscation_speed.py --kernel-variants --n 16384   # CUDA: candidate kernels for the GPU path
 
 Every number in one table comes from the same run: images/s (best of ``--repeat`` timed rounds of at
 least ``--min-time`` seconds each), the ratio to the naive baseline of that method, and the ratio to
@@ -112,6 +113,66 @@ def naive_torch(spec_name: str, b: int, k: int, m: int, eps: float):
     return {"pixelate": pixelate, "dp-pix": lambda t: pixelate(t, True), "blur": blur}.get(spec_name)
 
 
+def _cuda_bench(fn, n, reps=20):
+    import torch
+
+    fn()
+    torch.cuda.synchronize()
+    start = torch.cuda.Event(enable_timing=True)
+    end = torch.cuda.Event(enable_timing=True)
+    best = float("inf")
+    for _ in range(3):
+        start.record()
+        for _ in range(reps):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        best = min(best, start.elapsed_time(end) / 1000 / reps)
+    return n / best
+
+
+def kernel_variants(n: int, b: int, compile_: bool) -> None:
+    """Time candidate CUDA kernels for cell sums and upsampling (how the GPU path was chosen)."""
+    import torch
+    import torch.nn.functional as F
+
+    s = 128
+    x = torch.randint(0, 256, (n, 3, s, s), dtype=torch.uint8, device="cuda")
+    g = s // b
+    sums_a = lambda: x.view(n, 3, g, b, g, b).sum(dim=(3, 5), dtype=torch.int32)  # noqa: E731
+    sums_b = lambda: x.view(n, 3, g, b, s).sum(3, dtype=torch.int32).view(n, 3, g, g, b).sum(-1)  # noqa: E731
+    sums_c = lambda: F.avg_pool2d(x.float(), b)  # noqa: E731
+    sums_d = lambda: F.avg_pool2d(x.half(), b)  # noqa: E731
+    means = torch.randint(0, 256, (n, 3, g, g), dtype=torch.uint8, device="cuda")
+    up_a = lambda: means[:, :, :, None, :, None].expand(n, 3, g, b, g, b).reshape(n, 3, s, s)  # noqa: E731
+    up_b = lambda: F.interpolate(means, scale_factor=b, mode="nearest")  # noqa: E731
+    up_c = lambda: means.repeat_interleave(b, 2).repeat_interleave(b, 3)  # noqa: E731
+    out = torch.empty_like(x)
+    up_d = lambda: out.view(n, 3, g, b, g, b).copy_(means[:, :, :, None, :, None].expand(n, 3, g, b, g, b))  # noqa: E731
+    copy = lambda: x.clone()  # noqa: E731
+    rows = {
+        "sums view.sum((3,5))": sums_a, "sums two-stage": sums_b, "avg_pool float": sums_c, "avg_pool half": sums_d,
+        "up expand+reshape": up_a, "up interpolate": up_b, "up repeat_interleave": up_c, "up copy_ into view": up_d,
+        "clone": copy,
+    }
+    from privattrib.obfuscation import make
+
+    pix, dpp = make(f"pixelate:b={b}"), make(f"dp-pix:b={b},m=16,epsilon=0.5")
+    rows["library pixelate"] = lambda: pix(x)
+    rows["library dp-pix"] = lambda: dpp(x, seed=0)
+    if compile_:
+        from privattrib.obfuscation.pixelate import pixelate_torch
+
+        cp = torch.compile(lambda t: pixelate_torch(t, b), dynamic=False)
+        t0 = time.time()
+        cp(x)
+        print(f"compile {time.time() - t0:.1f}s")
+        rows["compiled pixelate"] = lambda: cp(x)
+    for name, fn in rows.items():
+        print(f"{name:28s} {_cuda_bench(fn, n) / 1e6:8.2f} M images/s")
+
+
+
 # ----------------------------------------------------------------------------- main
 DEFAULT_SPECS = [
     "pixelate:b=16",
@@ -136,7 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-time", type=float, default=0.3, help="seconds per timed round")
     parser.add_argument("--specs", nargs="*", default=DEFAULT_SPECS, help="method specs to time")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--kernel-variants", action="store_true", help="CUDA only: time candidate sum/upsample kernels instead")
+    parser.add_argument("--compile", action="store_true", help="with --kernel-variants: also time torch.compile'd pixelate")
     args = parser.parse_args(argv)
+    if args.kernel_variants:
+        kernel_variants(args.n or 32768, 16, args.compile)
+        return 0
 
     import cv2
     import torch
