@@ -354,3 +354,34 @@ def test_real_celeba_all_methods_run_and_degrade(celeba_root):
     # DP-Pix at the paper's defaults is noisier than plain pixelation with the same cells.
     assert results["dp-pix:b=16,m=16,epsilon=0.5"] < results["pixelate:b=16"]
     assert all(5 < v < 40 for v in results.values()), results
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 2, 2), (1, 5, 40, 4), (3, 17, 9, 1), (0, 8, 8, 3)])
+def test_odd_shapes_and_channel_counts(shape):
+    x = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    for spec in ["none", "pixelate:b=4", "blur:k=5", "dp-pix:b=4", "dp-blur:b=2,k=3", "svd-mp:k=1"]:
+        out = make(spec)(x, seed=0)
+        assert out.shape == x.shape and out.dtype == np.uint8, spec
+        t = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+        assert make(spec)(t, seed=0).shape == t.shape
+
+
+def test_methods_command_lists_every_method():
+    import json
+
+    from typer.testing import CliRunner
+
+    from privattrib.cli import app
+
+    result = CliRunner().invoke(app, ["methods", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["name"] for r in rows] == available_methods()
+    dp = next(r for r in rows if r["name"] == "dp-pix")
+    assert {p["name"]: p["default"] for p in dp["parameters"]} == {"b": 16, "m": 16, "epsilon": 0.5, "noise": "fast"}
+    assert dp["privacy"] == "epsilon-DP (m-neighbourhood)" and "DBSec" in dp["paper"]
+    table = CliRunner().invoke(app, ["methods"], terminal_width=160)
+    assert table.exit_code == 0
+    for name in available_methods():
+        assert name in table.output
+    assert "d_X-privacy" in table.output
