@@ -82,7 +82,8 @@ def kid_from_features(
 ) -> tuple[float, float]:
     """Unbiased polynomial-kernel MMD^2 between two feature sets, mean and std over subsets.
 
-    Features are standardised with the real set's per-dimension mean and std first.
+    Features are standardised with the real set's per-dimension mean and std first (std floored
+    at 1% of its mean over dimensions).
 
     Args:
         fake_feats: N_f x d.
@@ -91,7 +92,11 @@ def kid_from_features(
     """
     if len(fake_feats) < 2 or len(real_feats) < 2:
         raise ValueError(f"KID needs at least 2 samples per set, got {len(fake_feats)} and {len(real_feats)}")
-    mu, sd = real_feats.mean(0), real_feats.std(0) + 1e-8
+    mu, sd = real_feats.mean(0), real_feats.std(0)
+    # Random ReLU features can be (almost) constant on the real set -- a channel that rarely fires.
+    # Without a floor, one such dimension would scale any difference on it by ~1e8 and swamp the
+    # kernel; a floor at 1% of the typical spread keeps every dimension's weight bounded.
+    sd = np.maximum(sd, 0.01 * sd.mean() + 1e-12)
     x, y = (fake_feats - mu) / sd, (real_feats - mu) / sd
     d = x.shape[1]
     m = min(subset_size, len(x), len(y))
