@@ -146,8 +146,7 @@ def uniforms_numpy(streams: np.ndarray, count: int, offset: int = 0) -> np.ndarr
 
 
 def _mix_torch(z):
-    import torch
-
+    """SplitMix64 finaliser on an int64 tensor: wrap-around multiply, logical shifts by masking."""
     z = z ^ ((z >> 30) & ((1 << 34) - 1))
     z = z * _signed(_MIX1)
     z = z ^ ((z >> 27) & ((1 << 37) - 1))
