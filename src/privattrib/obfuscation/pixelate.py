@@ -138,7 +138,7 @@ def _cv2_area_exact(b: int, h: int, w: int) -> bool:
     # OpenCV's integer-factor INTER_AREA computes round-half-even(sum * (1/n)), which equals the exact
     # rint(sum / n) for these sizes (checked bit for bit in tests/test_obfuscation.py); its 2x path
     # rounds ties up instead, so b = 2 takes the NumPy path.
-    return b > 2 and h % b == 0 and w % b == 0 and b <= 64
+    return b > 2 and h % b == 0 and w % b == 0 and b <= 32
 
 
 def pixelate_numpy(x: np.ndarray, layout: str, b: int) -> np.ndarray:
