@@ -111,17 +111,25 @@ def summary_html(summary: list[dict], class_names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def short_spec(spec: str) -> str:
+    """A spec shortened for narrow tables: no default noise backend, ``eps`` for epsilon."""
+    return str(spec).replace(",noise=fast", "").replace("epsilon=", "eps=")
+
+
 def summary_rich_table(rows: list[dict], title: str = "results (mean over seeds)", max_rows: int = 40):
-    """A short terminal table: accuracy per method setting and scenario, plus utility."""
+    """A short terminal table: accuracy per method setting and scenario, plus utility (attribution rows)."""
+    from rich import box
     from rich.table import Table
 
-    summary = summarise(rows)
+    summary = summarise([r for r in rows if r.get("task", "attribution") == "attribution"])
     scenarios = list(OrderedDict.fromkeys(e["scenario"] for e in summary))
-    table = Table(title=title)
-    table.add_column("method setting", style="cyan", no_wrap=True)
+    short = {"clean-train": "clean", "obfuscated-train": "obf", "fine-tune": "tune"}
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("method setting", style="cyan", overflow="fold", min_width=min(26, max(
+        [len(short_spec(e["spec"])) for e in summary] or [10])))
     for s in scenarios:
-        table.add_column(f"acc {s}", justify="right")
-    table.add_column("launder (clean-train)", justify="right")
+        table.add_column(short.get(s, s), justify="right")
+    table.add_column("laund.", justify="right")
     table.add_column("PSNR", justify="right")
     table.add_column("SSIM", justify="right")
     by_spec: OrderedDict[str, dict] = OrderedDict()
@@ -133,9 +141,12 @@ def summary_rich_table(rows: list[dict], title: str = "results (mean over seeds)
             break
         any_e = next(iter(per.values()))
         launder = per.get("clean-train", any_e)["laundering_rate"]
-        table.add_row(spec, *[fmt_stat(per[s]["accuracy"]) if s in per else "" for s in scenarios],
-                      fmt_stat(launder), fmt_stat(any_e["psnr"], 1), fmt_stat(any_e["ssim"]))
+        table.add_row(short_spec(spec), *[fmt_stat(per[s]["accuracy"], 2) if s in per else "" for s in scenarios],
+                      fmt_stat(launder, 2), fmt_stat(any_e["psnr"], 1), fmt_stat(any_e["ssim"], 2))
     chance = next((e["chance"] for e in summary if e["chance"] is not None), None)
+    notes = ["accuracy when the classifier was trained clean / on obfuscated images / fine-tuned from clean; "
+             "laund. = share of GAN images called real (clean)"]
     if chance is not None:
-        table.caption = f"chance level {chance:.3f}; ± is the std over seeds"
+        notes.append(f"chance {chance:.2f}; ± = std over seeds")
+    table.caption = "; ".join(notes)
     return table
