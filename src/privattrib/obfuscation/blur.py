@@ -1,4 +1,4 @@
-"""Gaussian blur and DP-Blur (Fan, "Differentially Private Methods for Deidentifying Images", 2019).
+"""Gaussian blur and DP-Blur (Fan, 2019; the follow-up of DP-Pix).
 
 - ``blur``: separable Gaussian, odd kernel size k; sigma defaults to OpenCV's rule
   ``0.3*((k-1)*0.5 - 1) + 0.8`` (k = 99 gives 15.2); border "reflect" in the torch/NumPy sense,
@@ -172,7 +172,7 @@ class DPBlur(Obfuscation):
         Param("noise", str, "fast", "fast | secure (see dp-pix)", choices=("fast", "secure")),
     )
     privacy = "epsilon-DP (m-neighbourhood)"
-    paper = "Fan, 'Differentially Private Methods for Deidentifying Images' (DP-Blur), 2019"
+    paper = "Fan 2019, DP-Blur (follow-up of DBSec 2018's DP-Pix)"
     randomized = True
 
     @property
