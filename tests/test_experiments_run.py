@@ -194,3 +194,60 @@ def test_one_run_per_outdir(tmp_path):
     with _exclusive(out):
         with pytest.raises(RuntimeError, match="another"):
             run_experiment(validate_spec(tiny_spec(tmp_path)), out, progress=False)
+
+
+def test_gan_sources_train_on_the_real_training_pool(tmp_path):
+    """`gan` trains on the real TRAIN pool only (identity-disjoint from test); `gan_run` samples a run."""
+    raw = tiny_spec(tmp_path, obfuscations=["none"], scenarios=["clean-train"])
+    raw["data"]["size"] = 32
+    raw["data"]["sources"] = {
+        "real": {"synthetic": {"n_identities": 10, "per_identity": 6, "seed": 0}},
+        "dcgan": {"gan": {"arch": "dcgan", "steps": 2, "batch_size": 8, "seed": 0,
+                          "overrides": {"width": 8, "quality_samples": 16}}},
+    }
+    spec = validate_spec(raw)
+    result = run_experiment(spec, tmp_path / "run", progress=False, report=False)
+    assert result.failures == {} and result.ran == 1
+    from privattrib.experiments import load_experiment_data
+
+    data = load_experiment_data(next((tmp_path / "run" / "data").iterdir()))
+    info = data.info["sources"]
+    assert info["real"]["identity_disjoint"] is True
+    assert info["dcgan"]["trained_on"] == info["real"]["train_pool"]
+    test_people = set(data.test.identities[data.test.labels == 0].tolist())
+    train_people = set(data.train.identities[data.train.labels == 0].tolist())
+    assert test_people and not test_people & train_people
+    assert data.train.images.shape[1:] == (3, 32, 32) and data.class_names == ["real", "dcgan"]
+    assert all(k.startswith("dcgan/") for k, lab in zip(data.test.keys, data.test.labels) if lab == 1)
+
+    # the same run as a `gan_run` source: sampled, not retrained
+    run_dir = info["dcgan"]["run_dir"]
+    raw2 = dict(raw, name="reuse")
+    raw2["data"] = dict(raw["data"], sources={"real": raw["data"]["sources"]["real"], "zoo": {"gan_run": run_dir}})
+    res2 = run_experiment(validate_spec(raw2), tmp_path / "run2", progress=False, report=False)
+    assert res2.failures == {} and res2.ran == 1
+
+
+def test_attack_rows_join_the_grid(tmp_path):
+    """`attacks: {reid, reconstruct}` add rows with task reid/reconstruct beside attribution rows."""
+    raw = tiny_spec(tmp_path, obfuscations=["none", "pixelate:b=4"], scenarios=["clean-train"])
+    raw["attacks"] = {
+        "reid": {"arch": {"arch": "mcpherson2016", "epochs": 1}, "train_per_identity": 4, "test_per_identity": 2},
+        "reconstruct": {"arch": {"arch": "mcpherson2016", "epochs": 1}, "train_per_identity": 4,
+                        "test_per_identity": 2, "unet": {"epochs": 1}},
+    }
+    spec = validate_spec(raw)
+    scenarios = [c.scenario for c in spec.cells()]
+    assert scenarios.count("reid:retrain") == 2 and scenarios.count("reid:no-retrain") == 1
+    assert scenarios.count("reconstruct") == 1
+    result = run_experiment(spec, tmp_path / "run", progress=False)
+    assert result.failures == {}
+    rows = read_csv(tmp_path / "run" / "results.csv")
+    assert {r["task"] for r in rows} == {"attribution", "reid", "reconstruct"}
+    reid = [r for r in rows if r["task"] == "reid"]
+    assert all(r["n_identities"] == 10 and r["chance"] == pytest.approx(0.1) for r in reid)
+    rec = next(r for r in rows if r["task"] == "reconstruct")
+    for col in ("psnr_obfuscated", "psnr_restored", "reid_obfuscated", "reid_restored"):
+        assert rec[col] is not None
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "Re-identification" in html and "Reconstruction" in html

@@ -47,6 +47,10 @@ def _run(spec, outdir: Path, *, executor: str, address: Optional[str], force: bo
     except (SpecChangedError, RuntimeError, ValueError, FileNotFoundError, NotImplementedError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/]: finished cells are stored in {outdir}; rerun the same command "
+                      "to resume")
+        raise typer.Exit(130) from None
     _finish(result, console, table_title=table_title)
 
 
