@@ -196,7 +196,23 @@ def build_report(outdir: str | os.PathLike, out: str | os.PathLike | None = None
     if data_info:
         lines = []
         for src_name, src in data_info.get("sources", {}).items():
-            lines.append(f"<li><b>{html.escape(src_name)}</b>: <code>{html.escape(json.dumps(src, default=str))}</code></li>")
+            shown = {k: v for k, v in src.items() if k != "quality"}
+            lines.append(f"<li><b>{html.escape(src_name)}</b>: <code>{html.escape(json.dumps(shown, default=str))}</code></li>")
+        quality_rows = []
+        for src_name, src in data_info.get("sources", {}).items():
+            q = src.get("quality") or {}
+            if q:
+                cells = [src_name, q.get("kid"), q.get("kid_real_vs_real"), q.get("spectrum_distance"),
+                         q.get("spectrum_distance_real_vs_real"), q.get("colour_distance")]
+                quality_rows.append("<tr>" + "".join(
+                    f"<td>{html.escape(f'{c:.3g}' if isinstance(c, (int, float)) else str(c if c is not None else '–'))}</td>"
+                    for c in cells) + "</tr>")
+        if quality_rows:
+            lines.append("</ul><p>Did the GANs learn? (the zoo's quality report, against the real training images; "
+                         "lower is closer to real; the real-vs-real values are the floor)</p><table class='results'>"
+                         "<tr><th>source</th><th>KID</th><th>KID real vs real</th><th>spectrum dist.</th>"
+                         "<th>spectrum real vs real</th><th>colour dist.</th></tr>" + "".join(quality_rows)
+                         + "</table><ul>")
         counts = json.dumps(data_info.get("counts", {}))
         parts.append(_section("Data", f"<p>images per split and class: <code>{html.escape(counts)}</code>; "
                                       f"shape C x H x W {data_info.get('shape')}</p><ul>{''.join(lines)}</ul>", "data"))
