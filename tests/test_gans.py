@@ -253,3 +253,24 @@ def test_tiny_dcgan_on_celeba_learns(celeba_root, tmp_path):
     assert trained["colour_distance"] < before["colour_distance"]
     # A trained GAN is still measurably further from the real images than real images are from each other.
     assert trained["kid_real_vs_real"] < trained["kid"]
+
+
+def test_cli_train_from_an_image_folder_resumes(tmp_path, monkeypatch):
+    from privattrib.cli import app
+    from privattrib.data.io import save_png
+
+    monkeypatch.setenv("PRIVATTRIB_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i, img in enumerate(smooth_images(12, size=40)):
+        save_png(folder / f"{i:03d}.png", img.transpose(1, 2, 0))
+    args = ["gan", "train", "--arch", "lsgan", "--data", str(folder), "--size", "32", "--steps", "2",
+            "--width", "8", "--batch-size", "4", "--device", "cpu", "--quiet", "-o", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "2 steps" in result.output
+    result = CliRunner().invoke(app, [*args[:9], "3", *args[10:]])  # --steps 3: continues
+    assert result.exit_code == 0, result.output
+    assert weights(tmp_path / "run")["step"] == 3
+    result = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "run"), "--seed", "4"])
+    assert result.exit_code == 2 and "different configuration" in result.output
