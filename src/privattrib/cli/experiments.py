@@ -37,13 +37,14 @@ def _finish(result, console, *, table_title: str) -> None:
 
 
 def _run(spec, outdir: Path, *, executor: str, address: Optional[str], force: bool, device: Optional[str],
-         progress: bool, fail_fast: bool, table_title: str) -> None:
+         progress: bool, fail_fast: bool, table_title: str, gpus_per_cell: Optional[float] = None) -> None:
     from privattrib.experiments import SpecChangedError, run_experiment
 
     console = _console()
     try:
         result = run_experiment(spec, outdir, executor=executor, address=address, force=force, device=device,
-                                progress=progress, console=console, fail_fast=fail_fast)
+                                progress=progress, console=console, fail_fast=fail_fast,
+                                gpus_per_cell=gpus_per_cell)
     except (SpecChangedError, RuntimeError, ValueError, FileNotFoundError, NotImplementedError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -63,6 +64,8 @@ def register(app: typer.Typer) -> None:
         outdir: Path = typer.Option(..., "-o", "--out", help="experiment directory (created; a rerun resumes)"),
         executor: str = typer.Option("local", help="local (in-process) or ray (needs the ray extra)"),
         address: Optional[str] = typer.Option(None, help="Ray cluster address (with --executor ray)"),
+        gpus_per_cell: Optional[float] = typer.Option(None, help="Ray: GPUs per cell, e.g. 0.5 to share a GPU "
+                                                      "between two cells (default 1 when the cluster has GPUs)"),
         device: Optional[str] = typer.Option(None, help="override the spec's device: auto, cpu, cuda, cuda:N"),
         force: bool = typer.Option(False, "--force", help="OUTDIR holds rows of another spec: move them to "
                                    "OUTDIR/stale and start over instead of refusing"),
@@ -78,7 +81,8 @@ def register(app: typer.Typer) -> None:
             _console().print(f"[red]error in {spec_file}:[/] {exc}")
             raise typer.Exit(2) from None
         _run(spec, outdir, executor=executor, address=address, force=force, device=device,
-             progress=not no_progress, fail_fast=fail_fast, table_title=f"{spec.name} (mean over seeds)")
+             progress=not no_progress, fail_fast=fail_fast, table_title=f"{spec.name} (mean over seeds)",
+             gpus_per_cell=gpus_per_cell)
 
     @app.command("report")
     def report(

@@ -97,8 +97,9 @@ def import_ray():
 def make_executor(name: str, *, address: str | None = None, num_gpus: float | None = None):
     """``local`` or ``ray`` (``address`` only makes sense with ray)."""
     if name == "local":
-        if address:
-            raise ValueError("--address is for --executor ray; the local executor runs in this process")
+        if address or num_gpus is not None:
+            raise ValueError("--address and --gpus-per-cell are for --executor ray; the local executor runs "
+                             "in this process")
         return LocalExecutor()
     if name == "ray":
         return RayExecutor(address=address, num_gpus=num_gpus)

@@ -239,7 +239,7 @@ def first_wave(cells: list[Cell], done: set[str]) -> list[Cell]:
 def run_experiment(spec: ExperimentSpec, outdir: str | os.PathLike, *, executor: str = "local",
                    address: str | None = None, force: bool = False, device: str | None = None,
                    progress: bool = True, console=None, report: bool = True,
-                   fail_fast: bool = False) -> RunResult:
+                   fail_fast: bool = False, gpus_per_cell: float | None = None) -> RunResult:
     """Run (or resume) every cell of ``spec`` into ``outdir``.
 
     Args:
@@ -251,6 +251,7 @@ def run_experiment(spec: ExperimentSpec, outdir: str | os.PathLike, *, executor:
         progress: live progress display (rich).
         report: build ``report.html`` at the end.
         fail_fast: stop at the first failing cell instead of running the others.
+        gpus_per_cell: Ray only: GPUs each cell asks for (default 1 when the cluster has GPUs).
 
     Raises:
         SpecChangedError: OUTDIR belongs to another spec and ``force`` is False.
@@ -264,7 +265,7 @@ def run_experiment(spec: ExperimentSpec, outdir: str | os.PathLike, *, executor:
     with _exclusive(outdir):
         return _run_locked(spec, outdir, executor=executor, address=address, force=force, device=device,
                            progress=progress, console=console, report=report, fail_fast=fail_fast,
-                           started=started)
+                           started=started, gpus_per_cell=gpus_per_cell)
 
 
 @contextlib.contextmanager
@@ -285,12 +286,12 @@ def _exclusive(outdir: Path):
 
 
 def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force, device, progress, console,
-                report, fail_fast, started) -> RunResult:
+                report, fail_fast, started, gpus_per_cell) -> RunResult:
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
     device = device or spec.device
-    runner = make_executor(executor, address=address)
+    runner = make_executor(executor, address=address, num_gpus=gpus_per_cell)
     store = ResultsStore(outdir)
     store.check_compatible(spec.rows_hash(), spec.rows_key(), force=force)
     env = environment_info(device)
