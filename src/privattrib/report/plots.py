@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from privattrib.report.tables import _num, clean_reference, group_rows, stats, summarise  # noqa: E402
+from privattrib.report.tables import _num, clean_reference, group_rows, short_spec, stats, summarise  # noqa: E402
 
 SCENARIO_MARKERS = {"clean-train": "o", "obfuscated-train": "s", "fine-tune": "^"}
 
@@ -124,7 +124,7 @@ def accuracy_bars(rows: list[dict], metric: str = "accuracy") -> bytes:
             ss.append(e[metric]["std"])
         ax.bar(xs, ms, width=width, yerr=ss, capsize=2, label=scenario)
     _reference_lines(ax, _chance(rows), clean_reference(rows), metric)
-    ax.set_xticks(range(len(specs)), specs, rotation=60, ha="right", fontsize=7)
+    ax.set_xticks(range(len(specs)), [short_spec(s) for s in specs], rotation=60, ha="right", fontsize=7)
     ax.set_ylabel(metric.replace("_", " "))
     if metric in ("accuracy", "laundering_rate"):
         ax.set_ylim(0, 1.05)
@@ -200,7 +200,7 @@ def confusion_grid(rows: list[dict], method: str, class_names: list[str]) -> byt
                                 color="white" if norm[a, b] > 0.5 else "black")
             ax.set_xticks(range(k), class_names if i == len(specs) - 1 else [""] * k, rotation=90, fontsize=6)
             ax.set_yticks(range(k), class_names if j == 0 else [""] * k, fontsize=6)
-            ax.set_title(f"{spec}\n{scenario}", fontsize=7)
+            ax.set_title(f"{short_spec(spec)}\n{scenario}", fontsize=7)
     fig.suptitle(f"{method}: confusion matrices (true = rows, predicted = columns)", fontsize=9)
     fig.tight_layout()
     return fig_to_png(fig)
@@ -217,7 +217,7 @@ def example_grid(images_nchw: np.ndarray, keys: list[str], labels: list[str], sp
         if spec == "none":
             continue
         ob = make(spec)
-        rows.append((spec, np.asarray(_apply(ob, images_nchw, seed, keys))))
+        rows.append((short_spec(spec), np.asarray(_apply(ob, images_nchw, seed, keys))))
     n = len(images_nchw)
     fig, axes = plt.subplots(len(rows), n, figsize=(1.25 * n + 1.6, 1.25 * len(rows)), squeeze=False)
     for i, (title, batch) in enumerate(rows):
@@ -262,7 +262,7 @@ def paired_bars(rows: list[dict], pairs: list[tuple[str, str]], ylabel: str, tit
             ax.axhline(st["mean"], color="black", ls=":", lw=1, label=f"{reference[1]} {st['mean']:.2f}")
     if chance and _chance(rows) is not None:
         ax.axhline(_chance(rows), color="grey", ls="--", lw=1, label=f"chance {_chance(rows):.2f}")
-    ax.set_xticks(range(len(specs)), specs, rotation=60, ha="right", fontsize=7)
+    ax.set_xticks(range(len(specs)), [short_spec(s) for s in specs], rotation=60, ha="right", fontsize=7)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
