@@ -274,3 +274,11 @@ def test_cli_train_from_an_image_folder_resumes(tmp_path, monkeypatch):
     assert weights(tmp_path / "run")["step"] == 3
     result = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "run"), "--seed", "4"])
     assert result.exit_code == 2 and "different configuration" in result.output
+
+
+def test_rerunning_a_finished_run_recomputes_nothing(real, tmp_path):
+    kw = dict(size=32, steps=2, batch_size=8, progress=False, overrides=FAST)
+    run = train_gan("dcgan", real, out=tmp_path / "done", **kw)
+    stamps = {f: (run / f).stat().st_mtime_ns for f in ("checkpoint.pt", "generator.pt", "quality.json", "summary.json")}
+    assert train_gan("dcgan", real, out=run, **kw) == run
+    assert stamps == {f: (run / f).stat().st_mtime_ns for f in stamps}

@@ -436,6 +436,9 @@ def train_gan(
     images = _prepare_images(images, config["size"])
     config["data"].update(sha256_16=_fingerprint(images), prepared_shape=list(images.shape), source=meta)
     ckpt = _load_checkpoint(run_dir, config)
+    if ckpt is not None and ckpt["step"] >= config["steps"] and _finished(run_dir, ckpt["step"]):
+        log.info("%s: already trained %d steps; nothing to do", run_dir, ckpt["step"])
+        return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2, default=str))
     dev = resolve_device(device)
@@ -446,10 +449,17 @@ def train_gan(
     if start < config["steps"]:
         data_dev = torch.from_numpy(np.require(images, requirements=["C", "W"])).to(dev)
         _loop(trainer, data_dev, run_dir, start, elapsed0, progress)
-    elif ckpt is not None:
-        log.info("%s: already trained %d steps; nothing to do", run_dir, start)
     _finish(trainer, run_dir, images, dev, progress)
     return run_dir
+
+
+def _finished(run_dir: Path, step: int) -> bool:
+    """The final artefacts of a run that stopped at ``step`` are all there."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return summary.get("steps") == step and (run_dir / "generator.pt").exists()
 
 
 def _trim_log(path: Path, start: int) -> None:
