@@ -1,0 +1,350 @@
+"""The attack grid of docs/results-attacks.md: re-identification and reconstruction on Extended
+Yale B and CelebA identities, for every obfuscation of issue 6, three seeds.
+
+Three steps (each resumable; rows are appended to JSONL files keyed by a hash of the cell)::
+
+    # 1. decode the real data once into small uint8 arrays (never committed: .cache/ is ignored)
+    python benchmarks/reid_grid.py prepare --yaleb ../shared/data/yaleb --celeba ../shared/data/celeba
+
+    # 2. run the cells (sharded: several processes share one GPU well, the networks are small)
+    python benchmarks/reid_grid.py run --device cuda --shard 0/4 &  ... --shard 3/4
+    python benchmarks/reid_grid.py run --device cpu --quick          # a small CPU-sized subset
+
+    # 3. the markdown tables
+    python benchmarks/reid_grid.py table > docs/results-attacks-tables.md
+
+Protocols: ``yaleb-8/2`` (AT&T-like: 8 training and 2 test images per person, 38 people),
+``yaleb-48/12`` (a larger training set from Yale B's 64 lighting conditions), ``celeba-4/1``
+(500 CelebA identities drawn with seed 0 from the 2,000 x 5 subset, 4 training / 1 test image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_SETS = Path(".cache/attacks-grid")
+DEFAULT_OUT = Path("runs/attacks-grid")
+
+METHODS = [
+    "none",
+    "pixelate:b=4",
+    "pixelate:b=8",
+    "pixelate:b=16",
+    "blur:k=15",
+    "blur:k=45",
+    "blur:k=99",
+    "dp-pix:b=16,m=16,epsilon=0.1",
+    "dp-pix:b=16,m=16,epsilon=0.3",
+    "dp-pix:b=16,m=16,epsilon=0.5",
+    "dp-pix:b=16,m=16,epsilon=1",
+    "dp-blur:b=4,m=16,epsilon=0.5,k=99",
+    "svd-mp:k=4,epsilon=1",
+    "svd-mp:k=4,epsilon=0.1",
+]
+RECON_METHODS = [
+    "pixelate:b=8",
+    "pixelate:b=16",
+    "blur:k=45",
+    "blur:k=99",
+    "dp-pix:b=16,m=16,epsilon=0.5",
+    "dp-pix:b=16,m=16,epsilon=1",
+    "dp-blur:b=4,m=16,epsilon=0.5,k=99",
+    "svd-mp:k=4,epsilon=1",
+]
+#: name -> (data file, train per identity, test per identity, epochs, batch size)
+PROTOCOLS = {
+    "yaleb-8/2": ("yaleb.npz", 8, 2, 40, 32),
+    "celeba-4/1": ("celeba.npz", 4, 1, 30, 64),
+    "yaleb-48/12": ("yaleb.npz", 48, 12, 30, 64),
+}
+#: Fan 2018, Table 3 (AT&T, 40 people, 8 train / 2 test, b = 16, m = 16), top-1 accuracy in %.
+FAN2018 = {
+    "none": None,
+    "pixelate:b=16": 96.25,
+    "dp-pix:b=16,m=16,epsilon=0.1": 3.75,
+    "dp-pix:b=16,m=16,epsilon=0.3": 18.75,
+    "dp-pix:b=16,m=16,epsilon=0.5": 43.75,
+    "dp-pix:b=16,m=16,epsilon=1": 77.5,
+}
+
+
+# --------------------------------------------------------------------------- prepare
+def prepare(args) -> None:
+    from privattrib.data import load_source
+
+    out = Path(args.sets)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.yaleb:
+        faces = load_source(str(args.yaleb), size=args.yaleb_size)
+        _save(out / "yaleb.npz", faces, {"source": "Extended Yale B (cropped)", "size": args.yaleb_size})
+        print(f"yaleb: {faces.images.shape}, {faces.num_classes} people")
+    if args.celeba:
+        faces = load_source({"celeba": str(args.celeba)}, size=args.celeba_size)
+        ids = np.asarray(faces.identities)
+        people, counts = np.unique(ids, return_counts=True)
+        eligible = people[counts >= 5]
+        rng = np.random.default_rng(0)
+        chosen = np.sort(rng.choice(eligible, size=min(args.celeba_identities, len(eligible)), replace=False))
+        keep = np.flatnonzero(np.isin(ids, chosen))
+        part = faces.subset(keep)
+        _save(out / "celeba.npz", part, {"source": "CelebA img_align_celeba, yu2019 crop",
+                                         "size": args.celeba_size, "identities_drawn": len(chosen)})
+        print(f"celeba: {part.images.shape}, {len(chosen)} identities")
+
+
+def _save(path: Path, data, info: dict) -> None:
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, images=data.images, labels=data.labels, identities=data.identities,
+                        keys=np.array(data.keys), class_names=np.array(data.class_names),
+                        info=np.array(json.dumps(info)))
+    os.replace(tmp, path)
+
+
+def _load(path: Path):
+    from privattrib.data.dataset import LabeledImages
+
+    z = np.load(path, allow_pickle=False)
+    return LabeledImages(images=z["images"], labels=z["labels"].astype(np.int64),
+                         class_names=[str(s) for s in z["class_names"]], keys=[str(s) for s in z["keys"]],
+                         identities=z["identities"].astype(np.int64), meta=json.loads(str(z["info"])))
+
+
+# --------------------------------------------------------------------------- cells
+def build_cells(args) -> list[dict]:
+    seeds = args.seeds
+    cells: list[dict] = []
+    protocols = [p for p in PROTOCOLS if not args.protocols or p in args.protocols]
+    methods = METHODS if not args.methods else args.methods
+    # priority order: the paper's protocol first, then CelebA, the larger Yale B split,
+    # reconstruction, and the stronger network
+    for protocol in protocols:
+        for seed in seeds:
+            for method in methods:
+                for variant in ("retrain", "no-retrain"):
+                    if variant == "no-retrain" and method == "none":
+                        continue
+                    cells.append({"attack": "reid", "protocol": protocol, "method": method, "seed": seed,
+                                  "variant": variant, "arch": "mcpherson2016"})
+    if not args.no_reconstruct and "yaleb-48/12" in PROTOCOLS and (not args.protocols or
+                                                                   "yaleb-48/12" in args.protocols):
+        for seed in seeds:
+            for method in (RECON_METHODS if not args.methods else [m for m in args.methods if m != "none"]):
+                cells.append({"attack": "reconstruct", "protocol": "yaleb-48/12", "method": method, "seed": seed,
+                              "arch": "mcpherson2016"})
+    if args.resnet:
+        for protocol in [p for p in ("yaleb-8/2", "celeba-4/1") if p in protocols]:
+            for seed in seeds:
+                for method in methods:
+                    cells.append({"attack": "reid", "protocol": protocol, "method": method, "seed": seed,
+                                  "variant": "retrain", "arch": "resnet18"})
+    return cells
+
+
+def cell_key(cell: dict, args) -> str:
+    from privattrib.common import stable_hash
+
+    return stable_hash({**cell, "epochs_scale": args.epochs_scale, "size": args.tag})
+
+
+def done_keys(out: Path) -> set[str]:
+    keys = set()
+    for path in out.glob("rows-*.jsonl"):
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                if "error" not in row:  # failed cells are tried again
+                    keys.add(row["cell_key"])
+            except (json.JSONDecodeError, KeyError):
+                continue  # a line cut by an interrupted write: that cell is simply redone
+    return keys
+
+
+def run(args) -> None:
+    import torch
+
+    from privattrib.attacks import run_reconstruct_cell, run_reid_cell
+
+    torch.set_num_threads(max(1, min(args.threads, os.cpu_count() or 1)))
+    shard, shards = (int(x) for x in args.shard.split("/"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "grids").mkdir(exist_ok=True)
+    cells = build_cells(args)[shard::shards]
+    finished = done_keys(out)
+    todo = [c for c in cells if cell_key(c, args) not in finished]
+    print(f"shard {shard}/{shards}: {len(cells)} cells, {len(cells) - len(todo)} already done", flush=True)
+    sets: dict[str, object] = {}
+    rows_path = out / f"rows-{shard}.jsonl"
+    start = time.perf_counter()
+    for i, cell in enumerate(todo):
+        file, n_train, n_test, epochs, batch = PROTOCOLS[cell["protocol"]]
+        if file not in sets:
+            sets[file] = _load(Path(args.sets) / file)
+        data = sets[file]
+        max_ids = None
+        epochs = max(1, round(epochs * args.epochs_scale))
+        arch_cfg = {"arch": cell["arch"], "epochs": epochs, "batch_size": batch, "lr": 1e-3}
+        work = out / "models"
+        t0 = time.perf_counter()
+        try:
+            if cell["attack"] == "reid":
+                row = run_reid_cell(data, cell["method"], cell["seed"], arch_cfg, work, n_train, n_test,
+                                    variant=cell["variant"], device=args.device, max_identities=max_ids)
+            else:
+                grid = out / "grids" / f"{cell['method'].replace(':', '_').replace(',', '_').replace('=', '')}" \
+                                       f"-s{cell['seed']}.png"
+                row = run_reconstruct_cell(data, cell["method"], cell["seed"], arch_cfg, work, n_train, n_test,
+                                           unet_cfg={"epochs": max(1, round(30 * args.epochs_scale))},
+                                           device=args.device, grid_path=grid, max_identities=max_ids)
+        except Exception as exc:  # one failing method must not stop the grid; the error is a row too
+            import traceback
+
+            traceback.print_exc()
+            row = {"attack": cell["attack"], "error": repr(exc), "arch": cell["arch"], "seed": cell["seed"],
+                   "variant": cell.get("variant"), "device": args.device}
+        row.update({"cell_key": cell_key(cell, args), "protocol": cell["protocol"], "grid_method": cell["method"],
+                    "grid_tag": args.tag})
+        row.pop("method_describe", None) if args.compact else None
+        with open(rows_path, "a") as f:  # one line per cell, flushed: an interrupted run loses one cell at most
+            f.write(json.dumps(row, default=str) + "\n")
+            f.flush()
+        acc = row.get("accuracy", row.get("reid_restored", float("nan")))
+        print(f"[{shard}] {i + 1}/{len(todo)} {cell['attack']} {cell['protocol']} {cell['arch']} "
+              f"{cell.get('variant', '')} {cell['method']} s{cell['seed']}: {acc:.3f} "
+              f"({time.perf_counter() - t0:.1f}s, total {time.perf_counter() - start:.0f}s)", flush=True)
+
+
+# --------------------------------------------------------------------------- tables
+def load_rows(out: Path) -> list[dict]:
+    rows = []
+    for path in sorted(out.glob("rows-*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def _stat(values: list[float]) -> str:
+    if not values:
+        return "-"
+    values = [100 * v for v in values]
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
+
+
+def table(args) -> None:
+    rows = load_rows(Path(args.out))
+    lines = []
+    errors = [r for r in rows if "error" in r]
+    rows = [r for r in rows if "error" not in r]
+    reid = [r for r in rows if r.get("attack") == "reid"]
+    for protocol in PROTOCOLS:
+        sub = [r for r in reid if r.get("protocol") == protocol]
+        if not sub:
+            continue
+        first = sub[0]
+        lines.append(f"\n#### {protocol}: {first['n_identities']} people, {first['n_train']} training / "
+                     f"{first['n_test']} test images, {first['image_shape'][1]}x{first['image_shape'][2]} "
+                     f"{'grey' if first['image_shape'][0] == 1 else 'RGB'}, chance {100 * first['chance']:.2f}%\n")
+        archs = sorted({r["arch"] for r in sub}, key=lambda a: a != "mcpherson2016")
+        header = ["method"]
+        for arch in archs:
+            header.append(f"{arch} retrain")
+            if any(r["arch"] == arch and r["variant"] == "no-retrain" for r in sub):
+                header.append(f"{arch} no-retrain")
+        header += ["PSNR dB", "SSIM", "Fan 2018 AT&T"]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        for method in METHODS:
+            mrows = [r for r in sub if r.get("grid_method") == method]
+            if not mrows:
+                continue
+            cols = [f"`{method}`"]
+            for arch in archs:
+                cols.append(_stat([r["accuracy"] for r in mrows if r["arch"] == arch and r["variant"] == "retrain"]))
+                if f"{arch} no-retrain" in header:
+                    cols.append(_stat([r["accuracy"] for r in mrows
+                                       if r["arch"] == arch and r["variant"] == "no-retrain"]))
+            psnr = [r["psnr_obfuscated"] for r in mrows if isinstance(r.get("psnr_obfuscated"), float)]
+            ssim = [r["ssim_obfuscated"] for r in mrows if isinstance(r.get("ssim_obfuscated"), float)]
+            cols.append(f"{np.mean(psnr):.1f}" if psnr and method != "none" else "-")
+            cols.append(f"{np.mean(ssim):.3f}" if ssim and method != "none" else "-")
+            fan = FAN2018.get(method)
+            cols.append(f"{fan}" if fan is not None else "-")
+            lines.append("| " + " | ".join(cols) + " |")
+        seeds = sorted({r["seed"] for r in sub})
+        lines.append(f"\nTop-1 accuracy in % (mean ± sample std over seeds {seeds}).")
+    recon = [r for r in rows if r.get("attack") == "reconstruct"]
+    if recon:
+        first = recon[0]
+        lines.append(f"\n#### Reconstruction (U-Net), {first['protocol']}: {first['n_train']} training pairs, "
+                     f"{first['n_test']} test images\n")
+        lines.append("| method | PSNR obf. | PSNR restored | SSIM obf. | SSIM restored | re-id clean | "
+                     "re-id obf. | re-id restored |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for method in RECON_METHODS:
+            m = [r for r in recon if r.get("grid_method") == method]
+            if not m:
+                continue
+
+            def mean(key):
+                return float(np.mean([r[key] for r in m]))
+
+            lines.append(f"| `{method}` | {mean('psnr_obfuscated'):.2f} | {mean('psnr_restored'):.2f} | "
+                         f"{mean('ssim_obfuscated'):.3f} | {mean('ssim_restored'):.3f} | "
+                         f"{_stat([r['reid_clean'] for r in m])} | {_stat([r['reid_obfuscated'] for r in m])} | "
+                         f"{_stat([r['reid_restored'] for r in m])} |")
+        lines.append(f"\nMeans over seeds {sorted({r['seed'] for r in recon})}; re-identification by a "
+                     f"{first['arch']} trained on the clean training images.")
+    devices = sorted({r.get("device", "?") for r in rows})
+    wall = sum(r.get("wall_s", 0) for r in rows)
+    for r in errors:
+        lines.append(f"\nFAILED: {r.get('attack')} {r.get('protocol')} {r.get('grid_method')} seed {r.get('seed')}: "
+                     f"{r['error']}")
+    lines.append(f"\n{len(rows)} rows, devices {devices}, {wall / 60:.1f} min of cell time in total.")
+    print("\n".join(lines))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("prepare", help="decode Yale B and CelebA once into .npz arrays")
+    p.add_argument("--yaleb", type=Path)
+    p.add_argument("--celeba", type=Path)
+    p.add_argument("--yaleb-size", type=int, default=96)
+    p.add_argument("--celeba-size", type=int, default=64)
+    p.add_argument("--celeba-identities", type=int, default=500)
+    p.add_argument("--sets", default=str(DEFAULT_SETS))
+    r = sub.add_parser("run", help="run (a shard of) the grid; resumes")
+    r.add_argument("--sets", default=str(DEFAULT_SETS))
+    r.add_argument("--out", default=str(DEFAULT_OUT))
+    r.add_argument("--device", default="auto")
+    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    r.add_argument("--protocols", nargs="*", default=None, choices=list(PROTOCOLS))
+    r.add_argument("--methods", nargs="*", default=None)
+    r.add_argument("--shard", default="0/1", help="i/n: run every n-th cell starting at i")
+    r.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every epoch count (CPU runs)")
+    r.add_argument("--resnet", action="store_true", help="also the stronger resnet18 (retrain)")
+    r.add_argument("--no-reconstruct", action="store_true")
+    r.add_argument("--compact", action="store_true", help="leave method_describe out of the rows")
+    r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--tag", default="default", help="a label kept in the rows and the cell keys")
+    t = sub.add_parser("table", help="print the markdown tables of the rows so far")
+    t.add_argument("--out", default=str(DEFAULT_OUT))
+    args = parser.parse_args(argv)
+    {"prepare": prepare, "run": run, "table": table}[args.step](args)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    main()
