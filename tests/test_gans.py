@@ -154,9 +154,12 @@ def test_tiny_preset_resolves_per_arch(real, tmp_path):
 
     kw = dict(size=None, steps=None, preset="tiny", seed=0, batch_size=None, sample_every=None, overrides=None)
     a = resolve_config("dcgan", real.images, **kw)
-    b = resolve_config("sngan", real.images, **kw)
+    b = resolve_config("progan", real.images, **kw)
+    w = resolve_config("wgan-gp", real.images, **kw)
     assert a["size"] == b["size"] == 32
     assert a["width"] > b["width"] and a["steps"] > b["steps"]
+    assert w["recipe"]["n_critic"] == 2 and a["recipe"]["n_critic"] == 1  # per-arch recipe change
+    assert resolve_config("wgan-gp", real.images, **{**kw, "preset": None})["recipe"]["n_critic"] == 5
     assert resolve_config("dcgan", real.images, **{**kw, "steps": 7})["steps"] == 7
 
 

@@ -18,6 +18,7 @@ def archs() -> None:
     from rich.table import Table
 
     from privattrib.gans import PRESETS, available_archs, get_arch
+    from privattrib.gans.train import PRESET_FALLBACK
 
     table = Table("arch", "loss", "n_critic", "what differs (fingerprint)", title="GAN architectures")
     for name in available_archs():
@@ -25,10 +26,17 @@ def archs() -> None:
         table.add_row(name, a.loss + (" + DP-SGD" if a.dp else ""), str(a.n_critic), a.fingerprint)
     console = Console()
     console.print(table)
-    presets = Table("preset", "size", "width", "batch", "steps", title="presets (explicit options win)")
+    presets = Table("preset", "size", "width", "batch", "steps", "recipe changes", title="presets (explicit options win)")
     for name, p in PRESETS.items():
-        fmt = lambda v: ", ".join(f"{k} {x}" for k, x in v.items()) if isinstance(v, dict) else str(v)  # noqa: E731
-        presets.add_row(name, str(p["size"]), fmt(p["width"]), str(p["batch_size"]), fmt(p["steps"]))
+        def fmt(key):
+            v = p[key]
+            if not isinstance(v, dict):
+                return str(v)
+            rest = PRESET_FALLBACK.get(name, {}).get(key)
+            return ", ".join([f"{k} {x}" for k, x in v.items()] + ([f"others {rest}"] if rest is not None else []))
+
+        changes = "; ".join(f"{a}: " + ", ".join(f"{k}={v}" for k, v in o.items()) for a, o in p.get("arch_overrides", {}).items())
+        presets.add_row(name, str(p["size"]), fmt("width"), str(p["batch_size"]), fmt("steps"), changes)
     console.print(presets)
 
 
