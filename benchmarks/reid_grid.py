@@ -32,23 +32,36 @@ import numpy as np
 DEFAULT_SETS = Path(".cache/attacks-grid")
 DEFAULT_OUT = Path("runs/attacks-grid")
 
+#: run order: Fan 2018's comparison first (a CPU run that stops early still answers it)
 METHODS = [
     "none",
-    "pixelate:b=4",
-    "pixelate:b=8",
     "pixelate:b=16",
-    "blur:k=15",
-    "blur:k=45",
-    "blur:k=99",
     "dp-pix:b=16,m=16,epsilon=0.1",
     "dp-pix:b=16,m=16,epsilon=0.3",
     "dp-pix:b=16,m=16,epsilon=0.5",
     "dp-pix:b=16,m=16,epsilon=1",
+    "pixelate:b=4",
+    "dp-pix:b=4,m=1,epsilon=0.1",
+    "dp-pix:b=4,m=1,epsilon=0.3",
+    "dp-pix:b=4,m=1,epsilon=0.5",
+    "dp-pix:b=4,m=1,epsilon=1",
+    "pixelate:b=8",
+    "blur:k=15",
+    "blur:k=45",
+    "blur:k=99",
     "dp-blur:b=4,m=16,epsilon=0.5,k=99",
     "svd-mp:k=4,epsilon=1",
     "svd-mp:k=4,epsilon=0.1",
 ]
+#: table order
+DISPLAY = ["none", "pixelate:b=4", "pixelate:b=8", "pixelate:b=16", "blur:k=15", "blur:k=45", "blur:k=99",
+           "dp-pix:b=16,m=16,epsilon=0.1", "dp-pix:b=16,m=16,epsilon=0.3", "dp-pix:b=16,m=16,epsilon=0.5",
+           "dp-pix:b=16,m=16,epsilon=1", "dp-pix:b=4,m=1,epsilon=0.1", "dp-pix:b=4,m=1,epsilon=0.3",
+           "dp-pix:b=4,m=1,epsilon=0.5", "dp-pix:b=4,m=1,epsilon=1", "dp-blur:b=4,m=16,epsilon=0.5,k=99",
+           "svd-mp:k=4,epsilon=1",
+           "svd-mp:k=4,epsilon=0.1"]
 RECON_METHODS = [
+    "pixelate:b=4",
     "pixelate:b=8",
     "pixelate:b=16",
     "blur:k=45",
@@ -122,6 +135,8 @@ def build_cells(args) -> list[dict]:
     cells: list[dict] = []
     protocols = [p for p in PROTOCOLS if not args.protocols or p in args.protocols]
     methods = METHODS if not args.methods else args.methods
+    if args.recon_only:
+        protocols = []
     # priority order: the paper's protocol first, then CelebA, the larger Yale B split,
     # reconstruction, and the stronger network
     for protocol in protocols:
@@ -132,13 +147,12 @@ def build_cells(args) -> list[dict]:
                         continue
                     cells.append({"attack": "reid", "protocol": protocol, "method": method, "seed": seed,
                                   "variant": variant, "arch": "mcpherson2016"})
-    if not args.no_reconstruct and "yaleb-48/12" in PROTOCOLS and (not args.protocols or
-                                                                   "yaleb-48/12" in args.protocols):
+    if not args.no_reconstruct:
         for seed in seeds:
-            for method in (RECON_METHODS if not args.methods else [m for m in args.methods if m != "none"]):
-                cells.append({"attack": "reconstruct", "protocol": "yaleb-48/12", "method": method, "seed": seed,
-                              "arch": "mcpherson2016"})
-    if args.resnet:
+            for method in (args.recon_methods or RECON_METHODS):
+                cells.append({"attack": "reconstruct", "protocol": args.recon_protocol, "method": method,
+                              "seed": seed, "arch": "mcpherson2016", "unet_base": args.unet_base})
+    if args.resnet and not args.recon_only:
         for protocol in [p for p in ("yaleb-8/2", "celeba-4/1") if p in protocols]:
             for seed in seeds:
                 for method in methods:
@@ -201,7 +215,8 @@ def run(args) -> None:
                 grid = out / "grids" / f"{cell['method'].replace(':', '_').replace(',', '_').replace('=', '')}" \
                                        f"-s{cell['seed']}.png"
                 row = run_reconstruct_cell(data, cell["method"], cell["seed"], arch_cfg, work, n_train, n_test,
-                                           unet_cfg={"epochs": max(1, round(30 * args.epochs_scale))},
+                                           unet_cfg={"epochs": max(1, round(30 * args.epochs_scale)),
+                                                     "base": cell["unet_base"]},
                                            device=args.device, grid_path=grid, max_identities=max_ids)
         except Exception as exc:  # one failing method must not stop the grid; the error is a row too
             import traceback
@@ -265,7 +280,7 @@ def table(args) -> None:
         header += ["PSNR dB", "SSIM", "Fan 2018 AT&T"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
-        for method in METHODS:
+        for method in DISPLAY:
             mrows = [r for r in sub if r.get("grid_method") == method]
             if not mrows:
                 continue
@@ -287,8 +302,9 @@ def table(args) -> None:
     recon = [r for r in rows if r.get("attack") == "reconstruct"]
     if recon:
         first = recon[0]
-        lines.append(f"\n#### Reconstruction (U-Net), {first['protocol']}: {first['n_train']} training pairs, "
-                     f"{first['n_test']} test images\n")
+        lines.append(f"\n#### Reconstruction (U-Net, base {first['unet_cfg']['base']}, "
+                     f"{first['unet_cfg']['epochs']} epochs), {first['protocol']}: {first['n_train']} training pairs, "
+                     f"{first['n_test']} test images, {first['image_shape'][1]} px\n")
         lines.append("| method | PSNR obf. | PSNR restored | SSIM obf. | SSIM restored | re-id clean | "
                      "re-id obf. | re-id restored |")
         lines.append("|---|---|---|---|---|---|---|---|")
@@ -336,6 +352,10 @@ def main(argv=None) -> None:
     r.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every epoch count (CPU runs)")
     r.add_argument("--resnet", action="store_true", help="also the stronger resnet18 (retrain)")
     r.add_argument("--no-reconstruct", action="store_true")
+    r.add_argument("--recon-only", action="store_true", help="only the reconstruction cells")
+    r.add_argument("--recon-protocol", default="yaleb-48/12", choices=list(PROTOCOLS))
+    r.add_argument("--recon-methods", nargs="*", default=None)
+    r.add_argument("--unet-base", type=int, default=32)
     r.add_argument("--compact", action="store_true", help="leave method_describe out of the rows")
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--tag", default="default", help="a label kept in the rows and the cell keys")
