@@ -93,3 +93,13 @@ def test_report_of_empty_and_missing_directories(tmp_path):
         build_report(tmp_path / "nothing")
     html = build_report(_experiment_dir(tmp_path, [])).read_text()
     assert "No finished cells yet" in html
+
+
+def test_markdown_summary_lists_every_setting():
+    from privattrib.report.tables import summary_markdown
+
+    rows = [r for r in _rows(np.random.default_rng(1)) if r["task"] == "attribution"]
+    text = summary_markdown(rows)
+    lines = [line for line in text.splitlines() if line.startswith("| `")]
+    assert len(lines) == len({r["spec"] for r in rows})
+    assert "`dp-pix:b=4,m=1,eps=0.5`" in text and "±" in text and "Chance level 0.500" in text

@@ -88,6 +88,7 @@ def register(app: typer.Typer) -> None:
     def report(
         outdir: Path = typer.Argument(..., help="experiment directory written by `privattrib run`"),
         out: Optional[Path] = typer.Option(None, "-o", "--out", help="where to write (default OUTDIR/report.html)"),
+        markdown: bool = typer.Option(False, "--markdown", help="also print the summary as a Markdown table"),
     ) -> None:
         """Rebuild OUTDIR/report.html (and results.csv) from the finished cells."""
         from privattrib.experiments import ResultsStore
@@ -102,6 +103,10 @@ def register(app: typer.Typer) -> None:
         except FileNotFoundError as exc:
             _console().print(f"[red]error:[/] {exc}")
             raise typer.Exit(2) from None
+        if markdown:
+            from privattrib.report.tables import summary_markdown
+
+            typer.echo(summary_markdown(store.rows((store.read_manifest() or {}).get("cells"))))
         typer.echo(f"report: {path}")
 
     @app.command("demo")

@@ -150,3 +150,28 @@ def summary_rich_table(rows: list[dict], title: str = "results (mean over seeds)
         notes.append(f"chance {chance:.2f}; ± = std over seeds")
     table.caption = "; ".join(notes)
     return table
+
+
+def summary_markdown(rows: list[dict], digits: int = 3) -> str:
+    """A Markdown table of the attribution rows: one line per method setting, accuracy per
+    scenario (mean ± std over seeds), laundering rate (clean-train), PSNR, SSIM, and the chance
+    level below. For pasting measured results into documentation."""
+    summary = summarise([r for r in rows if r.get("task", "attribution") == "attribution"])
+    scenarios = list(OrderedDict.fromkeys(e["scenario"] for e in summary))
+    by_spec: OrderedDict[str, dict] = OrderedDict()
+    for e in summary:
+        by_spec.setdefault(e["spec"], {})[e["scenario"]] = e
+    head = ["method setting", *[f"acc. {s}" for s in scenarios], "laundering (clean-train)", "PSNR dB", "SSIM", "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for spec, per in by_spec.items():
+        any_e = next(iter(per.values()))
+        launder = per.get("clean-train", any_e)["laundering_rate"]
+        cells = [f"`{short_spec(spec)}`", *[fmt_stat(per[s]["accuracy"], digits) if s in per else "" for s in scenarios],
+                 fmt_stat(launder, digits), fmt_stat(any_e["psnr"], 1), fmt_stat(any_e["ssim"], digits),
+                 str(len(any_e["seeds"]))]
+        lines.append("| " + " | ".join(cells) + " |")
+    chance = next((e["chance"] for e in summary if e["chance"] is not None), None)
+    if chance is not None:
+        lines.append("")
+        lines.append(f"Chance level {chance:.3f}; ± is the standard deviation over seeds.")
+    return "\n".join(lines) + "\n"
