@@ -8,7 +8,10 @@ Three steps (each resumable; rows are appended to JSONL files keyed by a hash of
 
     # 2. run the cells (sharded: several processes share one GPU well, the networks are small)
     python benchmarks/reid_grid.py run --device cuda --shard 0/4 &  ... --shard 3/4
-    python benchmarks/reid_grid.py run --device cpu --quick          # a small CPU-sized subset
+    # CPU-sized: 32 px sets, 20 epochs (runs/attacks-cpu32.sh does this for Yale B)
+    python benchmarks/reid_grid.py prepare --yaleb ../shared/data/yaleb --yaleb-size 32 --sets .cache/attacks-grid-32
+    python benchmarks/reid_grid.py run --sets .cache/attacks-grid-32 --out runs/attacks-grid-cpu32 --device cpu \
+        --protocols yaleb-8/2 --epochs-scale 0.5 --tag cpu32 --compact --no-reconstruct
 
     # 3. the markdown tables
     python benchmarks/reid_grid.py table > docs/results-attacks-tables.md

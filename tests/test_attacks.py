@@ -115,6 +115,10 @@ def test_no_retrain_reuses_the_cached_clean_model(small_set, tmp_path):
     assert first["clean_model_cached"] is False and second["clean_model_cached"] is True
     assert len(list(tmp_path.glob("reid-clean-*.pt"))) == 1
     assert len(list(tmp_path.glob("reid-clean-*.json"))) == 1
+    by_name = run_reid_cell(small_set, "blur:k=7", 0, "mcpherson2016", None, variant="no-retrain", max_identities=2)
+    assert by_name["arch"] == "mcpherson2016"
+    with pytest.raises(ValueError, match="arch_cfg"):
+        run_reid_cell(small_set, "blur:k=7", 0, 3, None)
     with pytest.raises(ValueError, match="variant"):
         run_reid_cell(small_set, "blur:k=7", 0, {"epochs": 1}, tmp_path, variant="sometimes")
 

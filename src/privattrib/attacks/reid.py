@@ -184,7 +184,11 @@ def split_identity_set(
     return pick(train_idx), pick(test_idx)
 
 
-def _resolve_arch_cfg(arch_cfg: dict | None) -> dict:
+def _resolve_arch_cfg(arch_cfg: dict | str | None) -> dict:
+    if isinstance(arch_cfg, str):  # just a network name
+        arch_cfg = {"arch": arch_cfg}
+    if arch_cfg is not None and not isinstance(arch_cfg, dict):
+        raise ValueError(f"arch_cfg must be a dict of options or a network name, got {type(arch_cfg).__name__}")
     cfg = {**DEFAULT_ARCH_CFG, **(arch_cfg or {})}
     if "name" in cfg and "arch" not in (arch_cfg or {}):
         cfg["arch"] = cfg.pop("name")
@@ -331,11 +335,13 @@ def run_reid_cell(
         identity_set: clean uint8 images, labels = identity index (``identities`` used when present).
         obfuscation: obfuscation object, spec string, or None (clean images).
         seed: seeds the split, the obfuscation noise and the training.
-        arch_cfg: network and loop options (see :data:`DEFAULT_ARCH_CFG`).
+        arch_cfg: network and loop options (see :data:`DEFAULT_ARCH_CFG`), or just a network name.
         work_dir: where the clean model of ``no-retrain`` is cached (None: no cache).
         train_per_identity, test_per_identity: the per-identity protocol (AT&T: 8 / 2).
         variant: ``"retrain"`` (train and test obfuscated) or ``"no-retrain"`` (train clean).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``.
+        progress: show the training loop's progress bar.
+        max_identities: keep at most this many people (drawn by seed), e.g. 500 of CelebA's 2,000.
 
     Returns:
         dict with attack, variant, method, epsilon, method_describe, arch, arch_cfg, seed,
