@@ -323,7 +323,7 @@ def run_attribution_cell(
         raise ValueError("train and test sets must not be empty")
     if real_class not in train.class_names:
         raise ValueError(f"real class {real_class!r} is not among the classes {train.class_names}")
-    arch, _model_options, train_kwargs, fine_tune = split_classifier_config(classifier_cfg)
+    arch, model_options, train_kwargs, fine_tune = split_classifier_config(classifier_cfg)
     dev = resolve_device(device)
     real_index = train.class_names.index(real_class)
     identity = _is_identity(obfuscation)
@@ -344,7 +344,7 @@ def run_attribution_cell(
             val_pair = (obfuscate_images(obfuscation, val.images, val.keys, ob_seed, dev), val.labels)
         if scenario == "obfuscated-train":
             model = make_classifier(arch, train.num_classes, train.images.shape[-1], train.images.shape[1],
-                                    seed=int(seed), **_model_options)
+                                    seed=int(seed), **model_options)
             config = TrainConfig(**train_kwargs, seed=int(seed), device=device)
         else:  # fine-tune: from the clean weights, fresh optimiser state
             model = clone_model(clean)
