@@ -1,1 +1,38 @@
-"""See DESIGN.md section 1."""
+"""Attribution: which source (real camera or which GAN) produced an image, and does obfuscation
+change the answer? (DESIGN.md section 3.)
+
+- :mod:`privattrib.attribution.models`: the classifier registry (``yu2019``, ``resnet18``, ``dct``).
+- :mod:`privattrib.attribution.scenarios`: one grid cell (method, scenario, seed) -> results row.
+- The training loop itself is :mod:`privattrib.training` (shared with re-identification).
+
+Names are imported lazily so that ``import privattrib.attribution`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "make_classifier": "privattrib.attribution.models",
+    "register_classifier": "privattrib.attribution.models",
+    "available_classifiers": "privattrib.attribution.models",
+    "save_classifier": "privattrib.attribution.models",
+    "load_classifier": "privattrib.attribution.models",
+    "run_attribution_cell": "privattrib.attribution.scenarios",
+    "SCENARIOS": "privattrib.attribution.scenarios",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'privattrib.attribution' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
