@@ -31,7 +31,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask, read without os.umask's set-and-restore where Linux allows (that dance
+    briefly sets umask 0 for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
