@@ -15,36 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from privattrib.gans.registry import level_channels, register_arch
+from privattrib.layers import EqualizedConv2d, EqualizedLinear
 
 
-class EqualizedConv2d(nn.Module):
-    """Conv with weights drawn N(0, 1) and scaled at run time by He's constant ``gain / sqrt(fan_in)``.
-
-    The runtime scale gives every layer the same effective learning rate under Adam.
-    """
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, gain: float = math.sqrt(2)):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel))
-        self.bias = nn.Parameter(torch.zeros(c_out))
-        self.scale = gain / math.sqrt(c_in * kernel * kernel)
-        self.padding = kernel // 2
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
-
-
-class EqualizedLinear(nn.Module):
-    """Linear layer with equalised learning rate (see :class:`EqualizedConv2d`)."""
-
-    def __init__(self, d_in: int, d_out: int, gain: float = math.sqrt(2)):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(d_out, d_in))
-        self.bias = nn.Parameter(torch.zeros(d_out))
-        self.scale = gain / math.sqrt(d_in)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.scale, self.bias)
+def equalized_conv(c_in: int, c_out: int, kernel: int, gain: float = math.sqrt(2)) -> nn.Module:
+    """ProGAN's convolution: equalised learning rate, zero padding (the attribution net reflects)."""
+    return EqualizedConv2d(c_in, c_out, kernel, gain=gain, padding_mode="zeros")
 
 
 def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -78,11 +54,11 @@ class ProGANGenerator(nn.Module):
         ch = level_channels(size, width) + [width]
         self._c0 = ch[0]
         self.fc = EqualizedLinear(z_dim, ch[0] * 16, gain=math.sqrt(2) / 4)
-        self.conv0 = EqualizedConv2d(ch[0], ch[0], 3)
+        self.conv0 = equalized_conv(ch[0], ch[0], 3)
         self.levels = nn.ModuleList(
-            nn.ModuleList([EqualizedConv2d(a, b, 3), EqualizedConv2d(b, b, 3)]) for a, b in zip(ch[:-1], ch[1:])
+            nn.ModuleList([equalized_conv(a, b, 3), equalized_conv(b, b, 3)]) for a, b in zip(ch[:-1], ch[1:])
         )
-        self.to_rgb = EqualizedConv2d(ch[-1], channels, 1, gain=1.0)
+        self.to_rgb = equalized_conv(ch[-1], channels, 1, gain=1.0)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         act = lambda t: pixel_norm(F.leaky_relu(t, 0.2))  # noqa: E731
@@ -105,11 +81,11 @@ class ProGANDiscriminator(nn.Module):
     def __init__(self, size: int, channels: int, width: int):
         super().__init__()
         ch = [width] + level_channels(size, width)[::-1]  # size ... 4
-        self.from_rgb = EqualizedConv2d(channels, ch[0], 1)
+        self.from_rgb = equalized_conv(channels, ch[0], 1)
         self.levels = nn.ModuleList(
-            nn.ModuleList([EqualizedConv2d(a, a, 3), EqualizedConv2d(a, b, 3)]) for a, b in zip(ch[:-1], ch[1:])
+            nn.ModuleList([equalized_conv(a, a, 3), equalized_conv(a, b, 3)]) for a, b in zip(ch[:-1], ch[1:])
         )
-        self.conv_final = EqualizedConv2d(ch[-1] + 1, ch[-1], 3)
+        self.conv_final = equalized_conv(ch[-1] + 1, ch[-1], 3)
         self.fc1 = EqualizedLinear(ch[-1] * 16, ch[-1])
         self.fc2 = EqualizedLinear(ch[-1], 1, gain=1.0)
 
