@@ -10,15 +10,15 @@ sampled; folders and GAN runs given by the user are split at random. Class order
 from __future__ import annotations
 
 import inspect
+import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from privattrib.common import atomic_write_text, stable_hash
+from privattrib.common import atomic_write_bytes, atomic_write_text, stable_hash
 from privattrib.data.dataset import LabeledImages
 from privattrib.experiments.spec import REAL_CLASS, ExperimentSpec, SpecError
 
@@ -335,15 +335,6 @@ def conform_images(images: np.ndarray, size: int, channels: int) -> np.ndarray:
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
-    arrays = {k: v for k, v in arrays.items() if v is not None}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: v for k, v in arrays.items() if v is not None})
+    atomic_write_bytes(path, buffer.getvalue())
