@@ -198,7 +198,7 @@ def run(args) -> None:
     todo = [c for c in cells if cell_key(c, args) not in finished]
     print(f"shard {shard}/{shards}: {len(cells)} cells, {len(cells) - len(todo)} already done", flush=True)
     sets: dict[str, object] = {}
-    rows_path = out / f"rows-{shard}.jsonl"
+    rows_path = out / (f"rows-{shard}.jsonl" if args.tag == "default" else f"rows-{args.tag}-{shard}.jsonl")
     start = time.perf_counter()
     for i, cell in enumerate(todo):
         file, n_train, n_test, epochs, batch = PROTOCOLS[cell["protocol"]]
@@ -268,6 +268,8 @@ def table(args) -> None:
     reid = [r for r in rows if r.get("attack") == "reid"]
     for protocol in PROTOCOLS:
         sub = [r for r in reid if r.get("protocol") == protocol]
+        if args.protocol and protocol not in args.protocol:
+            continue
         if not sub:
             continue
         first = sub[0]
@@ -301,7 +303,8 @@ def table(args) -> None:
             cols.append(f"{fan}" if fan is not None else "-")
             lines.append("| " + " | ".join(cols) + " |")
         seeds = sorted({r["seed"] for r in sub})
-        lines.append(f"\nTop-1 accuracy in % (mean ± sample std over seeds {seeds}).")
+        lines.append(f"\nTop-1 accuracy in %: mean ± sample std over the seeds run for that cell (seeds {seeds} "
+                     "in this protocol; a single value = one seed).")
     recon = [r for r in rows if r.get("attack") == "reconstruct"]
     if recon:
         first = recon[0]
@@ -311,7 +314,8 @@ def table(args) -> None:
         lines.append("| method | PSNR obf. | PSNR restored | SSIM obf. | SSIM restored | re-id clean | "
                      "re-id obf. | re-id restored |")
         lines.append("|---|---|---|---|---|---|---|---|")
-        for method in RECON_METHODS:
+        present = [m for m in RECON_METHODS + DISPLAY if any(r.get("grid_method") == m for r in recon)]
+        for method in dict.fromkeys(present):
             m = [r for r in recon if r.get("grid_method") == method]
             if not m:
                 continue
@@ -364,6 +368,7 @@ def main(argv=None) -> None:
     r.add_argument("--tag", default="default", help="a label kept in the rows and the cell keys")
     t = sub.add_parser("table", help="print the markdown tables of the rows so far")
     t.add_argument("--out", default=str(DEFAULT_OUT))
+    t.add_argument("--protocol", nargs="*", default=None, choices=list(PROTOCOLS))
     args = parser.parse_args(argv)
     {"prepare": prepare, "run": run, "table": table}[args.step](args)
 
