@@ -149,3 +149,10 @@ def test_cli_audit_refuses_svd_mp():
     result = CliRunner().invoke(app, ["audit", "svd-mp:k=4,epsilon=1", "--json"])
     assert result.exit_code == 2
     assert json.loads(result.output)["auditable"] is False
+
+
+def test_rgb_dp_pix_accounts_for_all_channels():
+    """A pixel is the whole C-vector: the claim must hold when all three channels of m pixels change."""
+    result = audit("dp-pix:b=16,m=16,epsilon=1", channels=3, trials=10_000, seed=6)
+    assert result.pair["image_shape"][0] == 3
+    assert not result.violated and 0 < result.epsilon_lower_bound <= 1
