@@ -212,7 +212,11 @@ def test_reid_on_real_yale_b(yaleb_root, tmp_path):
     from privattrib.data import load_source
 
     faces = load_source(str(yaleb_root), size=32)
-    row = run_reid_cell(faces, "pixelate:b=4", 0, {"epochs": 10}, tmp_path, train_per_identity=8,
-                        test_per_identity=2)
-    assert row["n_identities"] == 38
-    assert row["accuracy"] > 5 * row["chance"]
+    # With 8 lighting conditions per person, 32 px Yale B is hard even clean (about 35% after 20
+    # epochs, docs/results-attacks.md) and a single short run is too noisy to assert on; 40 training
+    # images per person make the attack reliable (about 72% at 48/12 in the same table).
+    row = run_reid_cell(faces, "pixelate:b=4", 0, {"epochs": 10}, tmp_path, train_per_identity=40,
+                        test_per_identity=10)
+    assert row["n_identities"] >= 37  # people with fewer than 50 usable faces are dropped
+    assert row["n_test"] == 10 * row["n_identities"]
+    assert row["accuracy"] > 8 * row["chance"]
