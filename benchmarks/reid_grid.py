@@ -161,6 +161,8 @@ def build_cells(args) -> list[dict]:
                 for method in methods:
                     cells.append({"attack": "reid", "protocol": protocol, "method": method, "seed": seed,
                                   "variant": "retrain", "arch": "resnet18"})
+    if args.arch_only:
+        cells = [c for c in cells if c["arch"] == args.arch_only]
     return cells
 
 
@@ -358,6 +360,7 @@ def main(argv=None) -> None:
     r.add_argument("--shard", default="0/1", help="i/n: run every n-th cell starting at i")
     r.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every epoch count (CPU runs)")
     r.add_argument("--resnet", action="store_true", help="also the stronger resnet18 (retrain)")
+    r.add_argument("--arch-only", default=None, help="keep only the cells of this network")
     r.add_argument("--no-reconstruct", action="store_true")
     r.add_argument("--recon-only", action="store_true", help="only the reconstruction cells")
     r.add_argument("--recon-protocol", default="yaleb-48/12", choices=list(PROTOCOLS))
