@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import platform
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ import yaml
 
 from privattrib.common import atomic_write_text, resolve_device
 from privattrib.experiments.executors import make_executor
-from privattrib.experiments.sources import ExperimentData, assemble_data
+from privattrib.experiments.sources import assemble_data
 from privattrib.experiments.spec import REAL_CLASS, Cell, ExperimentSpec
 from privattrib.experiments.store import ResultsStore, SpecChangedError
 

@@ -347,7 +347,8 @@ class _Trainer:
                 self.accountant.step(noise_multiplier=self.dp["noise_multiplier"], sample_rate=self.dp["sample_rate"])
         # Generator update: D is only a function here (no weight gradients, no per-sample hooks).
         self.D.requires_grad_(False)
-        hooks = self.D.disable_hooks() if self.dp else None  # noqa: F841
+        if self.dp:
+            self.D.disable_hooks()  # per-sample gradient hooks are for D's own (private) update only
         self.opt_g.zero_grad(set_to_none=True)
         with self._autocast():
             out = self.D(self.G(self._noise(self.config["batch_size"]))).float()
