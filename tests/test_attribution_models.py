@@ -137,3 +137,25 @@ def test_seeded_construction_is_reproducible_and_leaves_global_rng_alone():
     assert torch.equal(before, after)
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
+
+
+def test_a_reid_checkpoint_loads_without_importing_the_attacks_package(tmp_path):
+    """The registry finds classifiers that other packages register (mcpherson2016) on its own."""
+    import subprocess
+    import sys
+
+    code = f"""
+import torch
+from privattrib.attacks.models import McPherson2016  # registers mcpherson2016
+from privattrib.attribution.models import make_classifier, save_classifier
+save_classifier(make_classifier("mcpherson2016", num_classes=4, image_size=32, in_channels=1, seed=0),
+                r"{tmp_path / 'reid.pt'}")
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+    load = f"""
+import sys
+from privattrib.attribution.models import load_classifier
+model = load_classifier(r"{tmp_path / 'reid.pt'}")
+assert type(model).__name__ == "McPherson2016", type(model)
+"""
+    subprocess.run([sys.executable, "-c", load], check=True)

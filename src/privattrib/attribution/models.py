@@ -61,6 +61,16 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+# Other packages that register classifiers here; imported on first lookup so that every name is
+# known wherever the registry is used (e.g. loading a re-identification checkpoint).
+_PROVIDERS = ("privattrib.attacks.models",)
+
+
+def _load_providers() -> None:
+    import importlib
+
+    for module in _PROVIDERS:
+        importlib.import_module(module)
 _BASE_ARGS = ("num_classes", "image_size", "in_channels")
 
 
@@ -81,6 +91,7 @@ def register_classifier(name: str) -> Callable[[Callable[..., nn.Module]], Calla
 
 def available_classifiers() -> list[str]:
     """Sorted names accepted by :func:`make_classifier`."""
+    _load_providers()
     return sorted(_REGISTRY)
 
 
@@ -95,6 +106,8 @@ def classifier_options(name: str) -> dict[str, Any]:
 
 
 def _builder(name: str) -> Callable[..., nn.Module]:
+    if name not in _REGISTRY:
+        _load_providers()
     if name not in _REGISTRY:
         raise ValueError(f"unknown classifier {name!r}; available: {', '.join(available_classifiers())}")
     return _REGISTRY[name]
