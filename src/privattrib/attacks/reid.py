@@ -29,7 +29,9 @@ import torch
 
 from privattrib.attacks import models as _models  # noqa: F401  (registers mcpherson2016)
 from privattrib.common import atomic_torch_save, atomic_write_text, resolve_device, stable_hash
+from privattrib.attribution.scenarios import obfuscate_images
 from privattrib.data.dataset import LabeledImages
+from privattrib.training import as_uint8_tensor
 
 __all__ = [
     "VARIANTS",
@@ -100,20 +102,9 @@ def obfuscate_once(
     """
     ob = _make(obfuscation)
     dev = resolve_device(device)
-    images = torch.from_numpy(np.ascontiguousarray(data.images)).to(dev)
     if _is_identity(ob):
-        return images
-    parts = []
-    for start in range(0, len(images), batch_size):
-        stop = min(start + batch_size, len(images))
-        out = ob(images[start:stop], seed=seed, keys=list(data.keys[start:stop]))
-        out = out if isinstance(out, torch.Tensor) else torch.as_tensor(np.asarray(out))
-        if out.shape != images[start:stop].shape or out.dtype != torch.uint8:
-            raise ValueError(
-                f"obfuscation returned {tuple(out.shape)} {out.dtype} for {tuple(images[start:stop].shape)} uint8"
-            )
-        parts.append(out.to(dev))
-    return torch.cat(parts) if parts else images
+        return as_uint8_tensor(data.images).to(dev)
+    return obfuscate_images(ob, data.images, list(data.keys), seed, dev, chunk=batch_size)
 
 
 def split_identity_set(
