@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -69,3 +70,25 @@ def resolve_device(device: str | None = "auto"):
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def lazy_exports(package: str, exports: dict[str, str]):
+    """``(__getattr__, __dir__)`` for a package whose public names live in submodules that are
+    imported on first use, so importing the package stays cheap.
+
+    ``exports`` maps each public name to the module that defines it.
+    """
+    import importlib
+
+    def __getattr__(name: str):
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        sys.modules[package].__dict__[name] = value  # later lookups skip this hook
+        return value
+
+    def __dir__():
+        return sorted(set(exports) | set(sys.modules[package].__dict__))
+
+    return __getattr__, __dir__

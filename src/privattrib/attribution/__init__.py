@@ -10,7 +10,7 @@ Names are imported lazily so that ``import privattrib.attribution`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
+from privattrib.common import lazy_exports
 
 _EXPORTS = {
     "make_classifier": "privattrib.attribution.models",
@@ -24,15 +24,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'privattrib.attribution' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

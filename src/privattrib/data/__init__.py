@@ -11,7 +11,7 @@ import only what they use).
 
 from __future__ import annotations
 
-import importlib
+from privattrib.common import lazy_exports
 
 _EXPORTS = {
     "LabeledImages": "privattrib.data.dataset",
@@ -42,15 +42,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'privattrib.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -5,6 +5,7 @@
     result = run_experiment(spec, "runs/celeba")      # resumes when rerun
 """
 
+from privattrib.common import lazy_exports
 from privattrib.experiments.spec import (Cell, ExperimentSpec, SpecError, load_builtin_spec, load_spec,
                                          validate_spec)
 from privattrib.experiments.store import ResultsStore, SpecChangedError, read_csv
@@ -16,13 +17,11 @@ __all__ = [
 ]
 
 
-def __getattr__(name):  # the runner pulls torch and the other stages in; import it on first use
-    if name in ("run_experiment", "RunResult", "execute_cell", "environment_info"):
-        from privattrib.experiments import runner
-
-        return getattr(runner, name)
-    if name in ("assemble_data", "load_experiment_data", "ExperimentData"):
-        from privattrib.experiments import sources
-
-        return getattr(sources, name)
-    raise AttributeError(name)
+# the runner pulls torch and the other stages in; import it on first use
+_EXPORTS = {
+    **{name: "privattrib.experiments.runner"
+       for name in ("run_experiment", "RunResult", "execute_cell", "environment_info")},
+    **{name: "privattrib.experiments.sources"
+       for name in ("assemble_data", "load_experiment_data", "ExperimentData")},
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

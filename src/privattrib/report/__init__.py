@@ -6,16 +6,13 @@
 
 from __future__ import annotations
 
+from privattrib.common import lazy_exports
+
+# matplotlib is imported only when a report is built
+_EXPORTS = {
+    "build_report": "privattrib.report.html",
+    **{name: "privattrib.report.tables"
+       for name in ("summarise", "summary_rich_table", "summary_html", "clean_reference")},
+}
 __all__ = ["build_report", "summarise", "summary_rich_table"]
-
-
-def __getattr__(name):  # matplotlib is imported only when a report is built
-    if name == "build_report":
-        from privattrib.report.html import build_report
-
-        return build_report
-    if name in ("summarise", "summary_rich_table", "summary_html", "clean_reference"):
-        from privattrib.report import tables
-
-        return getattr(tables, name)
-    raise AttributeError(name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
