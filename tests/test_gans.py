@@ -161,6 +161,10 @@ def test_tiny_preset_resolves_per_arch(real, tmp_path):
     assert w["recipe"]["n_critic"] == 2 and a["recipe"]["n_critic"] == 1  # per-arch recipe change
     assert resolve_config("wgan-gp", real.images, **{**kw, "preset": None})["recipe"]["n_critic"] == 5
     assert resolve_config("dcgan", real.images, **{**kw, "steps": 7})["steps"] == 7
+    # cpu-64 is the same narrow recipe at 64 px with more steps
+    c = resolve_config("wgan-gp", real.images, **{**kw, "preset": "cpu-64"})
+    assert c["size"] == 64 and c["recipe"]["n_critic"] == 2 and c["steps"] > w["steps"]
+    assert resolve_config("sngan", real.images, **{**kw, "preset": "cpu-64"})["width"] == a["width"]
 
 
 def test_dp_dcgan_reports_epsilon_that_grows(real, tmp_path):

@@ -47,7 +47,7 @@ def train(
     out: Path = typer.Option(..., "-o", "--out", help="run folder (rerun the same command to resume)"),
     size: Optional[int] = typer.Option(None, "--size", help="32, 64 or 128 (default: the preset's, else 64)"),
     steps: Optional[int] = typer.Option(None, "--steps", help="generator steps (overrides the preset)"),
-    preset: Optional[str] = typer.Option(None, "--preset", help="tiny | gpu-64 | gpu-128"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="tiny | cpu-64 | gpu-64 | gpu-128"),
     seed: int = typer.Option(0, "--seed", help="training seed: two seeds of one arch are two sources"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),

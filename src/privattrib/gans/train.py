@@ -54,15 +54,21 @@ DEFAULTS: dict[str, Any] = {
     "quality_samples": 1000,
 }
 
+# Optimiser settings for the narrow CPU nets (tiny, cpu-64), picked from short runs on 2,000 CelebA
+# faces (KID of the samples; docs/gans.md): with the full recipes, lsgan and progan collapsed and
+# wgan-gp had not left grey noise within a minute.
+_NARROW_NET_OVERRIDES: dict[str, dict[str, Any]] = {
+    "lsgan": {"lr_d": 1e-4},
+    "wgan-gp": {"n_critic": 2, "lr_g": 3e-4, "lr_d": 3e-4, "betas": [0.5, 0.9]},
+    "sngan": {"lr_g": 2e-4, "lr_d": 2e-4},
+}
+
 #: Presets: a size and a net width that fit a budget. ``steps`` may be one number or one per arch.
 PRESETS: dict[str, dict[str, Any]] = {
     # About a minute per architecture on 2 loaded CPU cores (measured, see docs/gans.md): for the
     # demo and tests. Blurry face-coloured blobs, not faces; still distinct sources.
     # Full-resolution 3x3 convs (sngan, progan) and 5 critic steps with a double backward
     # (wgan-gp) cost more per step, hence narrower nets / fewer steps for them.
-    # The recipe changes below were picked from short runs on 2,000 CelebA faces (KID of the
-    # samples; docs/gans.md): with the full recipes, lsgan and progan collapsed and wgan-gp had
-    # not left grey noise within a minute.
     "tiny": {
         "size": 32,
         "width": {"progan": 8},
@@ -70,11 +76,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 64,
         "steps": {"dcgan": 400, "lsgan": 400, "dp-dcgan": 200, "wgan-gp": 200, "sngan": 80, "progan": 150},
         "quality_samples": 500,
-        "arch_overrides": {
-            "lsgan": {"lr_d": 1e-4},
-            "wgan-gp": {"n_critic": 2, "lr_g": 3e-4, "lr_d": 3e-4, "betas": [0.5, 0.9]},
-            "sngan": {"lr_g": 2e-4, "lr_d": 2e-4},
-        },
+        "arch_overrides": _NARROW_NET_OVERRIDES,
+    },
+    # The tiny recipe at 64 x 64 with more steps: about 3 minutes per architecture on 2 CPU cores
+    # (sngan 1.2, progan 1.5, wgan-gp 3, dcgan/lsgan 6 steps/s measured), for CPU-only 64 px
+    # experiments (examples/celeba-attribution-cpu64.yaml).
+    "cpu-64": {
+        "size": 64,
+        "width": {"progan": 8},
+        "z_dim": 64,
+        "batch_size": 64,
+        "steps": {"dcgan": 1000, "lsgan": 1000, "dp-dcgan": 300, "wgan-gp": 500, "sngan": 200, "progan": 300},
+        "quality_samples": 500,
+        "arch_overrides": _NARROW_NET_OVERRIDES,
     },
     # Recognisable 64 x 64 faces on CelebA on one GPU in a few minutes (dcgan).
     "gpu-64": {"size": 64, "width": 64, "z_dim": 128, "batch_size": 128, "steps": 10000},
@@ -82,7 +96,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 #: Per-arch preset values for architectures a preset's dict does not name.
-PRESET_FALLBACK: dict[str, dict[str, Any]] = {"tiny": {"width": 16, "steps": 300}}
+PRESET_FALLBACK: dict[str, dict[str, Any]] = {"tiny": {"width": 16, "steps": 300},
+                                               "cpu-64": {"width": 16, "steps": 500}}
 
 #: Options ``overrides=`` may set (beyond the keyword arguments of :func:`train_gan`).
 OVERRIDABLE = {
@@ -433,7 +448,7 @@ def train_gan(
         size: 32, 64 or 128 (default: the preset's, else 64).
         steps: generator updates (default: the preset's, else 2000). A larger value on a finished
             run continues it.
-        preset: ``"tiny"``, ``"gpu-64"``, ``"gpu-128"`` (see :data:`PRESETS`); explicit arguments win.
+        preset: ``"tiny"``, ``"cpu-64"``, ``"gpu-64"``, ``"gpu-128"`` (see :data:`PRESETS`); explicit arguments win.
         seed: initialisation and sampling seed; two seeds of one arch are two sources.
         out: the run folder.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
