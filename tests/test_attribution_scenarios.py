@@ -224,3 +224,16 @@ def test_concurrent_requests_for_one_clean_model_train_it_once(tmp_path, data, m
     assert sorted(r["cached"] for r in results) == [False, True, True]
     assert len({r["path"] for r in results}) == 1
     assert not list((tmp_path / "clean-models").glob("*.tmp"))
+
+
+def test_cached_clean_model_without_its_sidecar_still_loads(tmp_path, data):
+    """A SIGKILL between the checkpoint's rename and the .json sidecar's must not break resuming."""
+    import os
+
+    train, val, _ = data
+    cfg = {"arch": "dct", "epochs": 1}
+    _, first = scenarios.clean_model(train, val, cfg, 0, tmp_path, device="cpu", progress=False)
+    os.unlink(first["path"][:-3] + ".json")
+    _, again = scenarios.clean_model(train, val, cfg, 0, tmp_path, device="cpu", progress=False)
+    assert again["cached"] and again["path"] == first["path"]
+    assert again["history"] == first["history"] and again["train_config"]["epochs"] == 1

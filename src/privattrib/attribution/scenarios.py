@@ -173,7 +173,13 @@ def clean_model(
     with _file_lock(directory / f"{arch}-{key}.lock"):
         if path.exists():
             model = load_classifier(path, resolved_device)
-            meta = json.loads(path.with_suffix(".json").read_text())
+            # The checkpoint is the unit of atomicity: a kill between its rename and the sidecar's
+            # leaves no .json, so read the same metadata from the checkpoint's ``extra`` then.
+            sidecar = path.with_suffix(".json")
+            if sidecar.is_file():
+                meta = json.loads(sidecar.read_text())
+            else:
+                meta = torch.load(path, map_location="cpu", weights_only=True).get("extra", {})
             return model, {"path": str(path), "cached": True, "train_seconds": meta.get("train_seconds"),
                            "history": meta.get("history"), "train_config": meta.get("train_config")}
         result = train_classifier(probe, train.images, train.labels, config,
