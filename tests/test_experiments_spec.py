@@ -69,6 +69,10 @@ def test_relative_paths_resolve_against_base_dir(tmp_path):
         (lambda r: r["data"]["per_class"].update(tests=3), "data.per_class"),
         (lambda r: r["classifier"].pop("arch"), "classifier.arch"),
         (lambda r: r["classifier"].update(epochs=-1), "classifier.epochs"),
+        # refused before any data or GAN source is assembled, not by every cell afterwards
+        (lambda r: r["classifier"].update(widht=3), "no option(s) ['widht']"),
+        (lambda r: r["classifier"].update(amp="fp16"), "amp"),
+        (lambda r: r["data"].update(size=48), "power of two"),
         (lambda r: r.update(obfuscations=["pixelate:b=[0,2]"]), "obfuscations[0]"),
         (lambda r: r.update(obfuscations=["nosuchmethod"]), "obfuscations[0]"),
         (lambda r: r.update(scenarios=["clean-train", "sideways"]), "scenarios[1]"),

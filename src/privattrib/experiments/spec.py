@@ -250,7 +250,7 @@ def validate_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> Exp
         raise SpecError(f"device: {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
 
     data = _validate_data(_require(raw, "data", dict, "data"), base)
-    classifier = _validate_classifier(_require(raw, "classifier", dict, "classifier"))
+    classifier = _validate_classifier(_require(raw, "classifier", dict, "classifier"), data)
     methods = _validate_methods(raw.get("obfuscations"))
     scenarios = _validate_scenarios(raw.get("scenarios", list(DEFAULT_SCENARIOS)))
     seeds_raw = raw.get("seeds", [seed])
@@ -400,7 +400,7 @@ def normalise_source(src: Any, where: str, base: Path) -> dict:
     return out
 
 
-def _validate_classifier(cfg: dict) -> dict:
+def _validate_classifier(cfg: dict, data: dict | None = None) -> dict:
     arch = cfg.get("arch")
     if not isinstance(arch, str):
         raise SpecError("classifier.arch: missing (e.g. yu2019, resnet18, dct)")
@@ -416,6 +416,20 @@ def _validate_classifier(cfg: dict) -> dict:
     names = list(available_classifiers())
     if names and arch not in names:
         raise SpecError(f"classifier.arch: unknown classifier {arch!r}; available: {names}")
+    if data is not None:
+        # Build the classifier and its training options once now, so that a misspelt option, a bad
+        # value or an input size the architecture cannot take is refused before the data (and any
+        # GAN source) is assembled, not by every cell afterwards.
+        from privattrib.attribution.models import make_classifier
+        from privattrib.attribution.scenarios import split_classifier_config
+        from privattrib.training import TrainConfig
+
+        try:
+            name, model_options, train_kwargs, _ = split_classifier_config(dict(cfg))
+            TrainConfig(**train_kwargs)
+            make_classifier(name, len(data["sources"]), data["size"], data["channels"], seed=0, **model_options)
+        except (ValueError, TypeError) as exc:
+            raise SpecError(f"classifier: {exc}") from exc
     return dict(cfg)
 
 
