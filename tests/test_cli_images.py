@@ -177,3 +177,30 @@ def test_faces_on_real_celeba(celeba_root, tmp_path):
             assert 0 < changed.mean() < 0.8
             assert 40 < ys.mean() < 170 and 50 < xs.mean() < 130
             break
+
+
+def test_a_file_the_method_or_the_output_cannot_take_is_named_and_skipped(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(gradient_rgb(3, 40, 1)).save(src / "a_thin.png")  # 3 rows: svd-mp k=4 cannot run
+    Image.fromarray(gradient_rgb(40, 40, 2)).save(src / "b_ok.png")
+    out = tmp_path / "out"
+    result = run("obfuscate", src, "-o", out, "--method", "svd-mp:k=4", "--seed", "0")
+    assert result.exit_code == 1, result.output
+    assert f"skipped {src / 'a_thin.png'}" in result.output and "k <= 3" in result.output
+    assert (out / "b_ok.png").exists() and not (out / "a_thin.png").exists()
+    # An output path taken by a folder: that file is named, the others are still written.
+    (tmp_path / "out2" / "a_thin.png").mkdir(parents=True)
+    taken = run("obfuscate", src, "-o", tmp_path / "out2", "--method", "pixelate:b=4")
+    assert taken.exit_code == 1 and f"skipped {src / 'a_thin.png'}" in taken.output, taken.output
+    assert (tmp_path / "out2" / "b_ok.png").is_file()
+    # metrics: a pair too small for SSIM's 11 x 11 window is named and skipped, the rest measured.
+    small = run("metrics", src, out)
+    assert small.exit_code == 0, small.output
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    Image.fromarray(gradient_rgb(8, 8, 3)).save(tiny / "t.png")
+    Image.fromarray(gradient_rgb(40, 40, 2)).save(tiny / "b_ok.png")
+    both = run("metrics", tiny, tiny)
+    assert both.exit_code == 0 and "skipped" in both.output and "11 x 11" in both.output, both.output
+    assert "1 matched" in both.output

@@ -167,9 +167,18 @@ def obfuscate(
                 written += 1
                 rows.append({"input": str(job.src), "output": str(job.out),
                              "faces": "" if n_faces is None else n_faces, "status": status})
-            except BadImageError as exc:
-                bad.append((exc.path, exc.reason))
-                rows.append({"input": str(job.src), "output": "", "faces": "", "status": f"skipped: {exc.reason}"})
+            except (BadImageError, ValueError, OSError) as exc:
+                # BadImageError: unreadable input; ValueError: the method cannot take this image (e.g.
+                # svd-mp's k above its smaller side); OSError: the output cannot be written. Each is
+                # one bad file, named with its reason; the run goes on with the others.
+                if isinstance(exc, BadImageError):
+                    path, reason = exc.path, exc.reason
+                elif isinstance(exc, OSError):
+                    path, reason = str(job.src), f"cannot write {job.out}: {exc.strerror or exc}"
+                else:
+                    path, reason = str(job.src), str(exc)
+                bad.append((path, reason))
+                rows.append({"input": str(job.src), "output": "", "faces": "", "status": f"skipped: {reason}"})
                 if strict:
                     break
     for path, reason in bad:
@@ -253,8 +262,12 @@ def metrics(
         if x.shape != y.shape:
             problems.append((str(pb), f"size {y.shape[1]}x{y.shape[0]} differs from the original's {x.shape[1]}x{x.shape[0]}"))
             continue
-        rows.append({"file": key, "height": x.shape[0], "width": x.shape[1], "channels": x.shape[2],
-                     "mse": float(m.mse(x, y)), "psnr": float(m.psnr(x, y)), "ssim": float(m.ssim(x, y))})
+        try:
+            values = {"mse": float(m.mse(x, y)), "psnr": float(m.psnr(x, y)), "ssim": float(m.ssim(x, y))}
+        except ValueError as exc:  # e.g. smaller than SSIM's 11 x 11 window
+            problems.append((str(pa), str(exc)))
+            continue
+        rows.append({"file": key, "height": x.shape[0], "width": x.shape[1], "channels": x.shape[2], **values})
     means = {k: (float(np.mean([r[k] for r in rows])) if rows else math.nan) for k in ("mse", "psnr", "ssim")}
 
     from rich.console import Console
