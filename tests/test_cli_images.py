@@ -103,7 +103,12 @@ def test_never_overwrites_an_input(photos, tmp_path):
     png = photos / "trip" / "b.png"
     before = png.read_bytes()
     onto = run("obfuscate", png, "-o", photos / "trip", "--method", "pixelate:b=4")
-    assert onto.exit_code == 2 and "would overwrite the input" in onto.output
+    assert onto.exit_code == 2 and "replace an original" in onto.output
+    # An output path that is a symlink to the input is refused too.
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "b.png").symlink_to(png)
+    via = run("obfuscate", png, "-o", tmp_path / "linked", "--method", "pixelate:b=4")
+    assert via.exit_code == 2 and "would overwrite the input" in via.output
     assert png.read_bytes() == before
     # Two inputs that would land on one output are both refused, nothing is clobbered.
     Image.fromarray(gradient_rgb(8, 8)).save(photos / "a.png")
@@ -204,3 +209,22 @@ def test_a_file_the_method_or_the_output_cannot_take_is_named_and_skipped(tmp_pa
     both = run("metrics", tiny, tiny)
     assert both.exit_code == 0 and "skipped" in both.output and "11 x 11" in both.output, both.output
     assert "1 matched" in both.output
+
+
+def test_never_replaces_an_original_beside_or_above_the_inputs(photos, tmp_path):
+    # a.jpg -> a.png: with OUTDIR = the input file's own folder, the output would replace the
+    # original photo a.png that sits beside it (not an input of this run, still someone's original).
+    original = gradient_rgb(40, 48, 9)
+    Image.fromarray(original).save(photos / "a.png")
+    before = (photos / "a.png").read_bytes()
+    beside = run("obfuscate", photos / "a.jpg", "-o", photos, "--method", "pixelate:b=4")
+    assert beside.exit_code == 2 and "original" in beside.output, beside.output
+    assert (photos / "a.png").read_bytes() == before
+    # A folder written into one of its parents: trip/b.png -> photos/b.png would replace photos' own b.png.
+    Image.fromarray(original).save(photos / "b.png")
+    before_b = (photos / "b.png").read_bytes()
+    above = run("obfuscate", photos / "trip", "-o", photos, "--method", "pixelate:b=4")
+    assert above.exit_code == 2 and "original" in above.output, above.output
+    assert (photos / "b.png").read_bytes() == before_b
+    # An output folder beside or below the inputs is fine.
+    assert run("obfuscate", photos / "a.jpg", "-o", photos / "public", "--method", "pixelate:b=4").exit_code == 0

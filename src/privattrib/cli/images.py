@@ -49,6 +49,16 @@ def _plan(inputs: list[Path], outdir: Path) -> tuple[list[_Job], list[tuple[str,
                 "inputs and would be read back as inputs on a rerun; choose an output folder outside it",
                 param_hint="--output",
             )
+        # Outputs written into the folder that holds the inputs, or above it, land among the
+        # originals: a.jpg -> a.png would replace an original a.png beside it (not an input of this
+        # run, so the check below would not see it). A file's own folder counts; one below is fine.
+        home = (inp if inp.is_dir() else inp.parent).resolve()
+        if out_resolved == home or _is_within(home, out_resolved):
+            raise typer.BadParameter(
+                f"the output folder {outdir} holds the input {inp}: an output could replace an original "
+                "there (a.jpg -> a.png over an existing a.png); choose an output folder outside the inputs' folders",
+                param_hint="--output",
+            )
     jobs: list[_Job] = []
     skipped: list[tuple[str, str]] = []
     several = len(inputs) > 1
