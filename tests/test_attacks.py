@@ -220,3 +220,53 @@ def test_reid_on_real_yale_b(yaleb_root, tmp_path):
     assert row["n_identities"] >= 37  # people with fewer than 50 usable faces are dropped
     assert row["n_test"] == 10 * row["n_identities"]
     assert row["accuracy"] > 8 * row["chance"]
+
+
+def test_clean_model_cache_is_keyed_by_pixels_not_only_keys(small_set, tmp_path):
+    """Same keys, labels and shape but other pixels (e.g. another crop of the same files): the
+    cached clean model must not be reused."""
+    from privattrib.data.dataset import LabeledImages
+
+    first = run_reid_cell(small_set, "blur:k=7", 0, {"epochs": 1}, tmp_path, variant="no-retrain")
+    other = LabeledImages(images=255 - small_set.images, labels=small_set.labels, class_names=small_set.class_names,
+                          keys=small_set.keys, identities=small_set.identities, meta=dict(small_set.meta))
+    second = run_reid_cell(other, "blur:k=7", 0, {"epochs": 1}, tmp_path, variant="no-retrain")
+    assert first["clean_model_cached"] is False and second["clean_model_cached"] is False
+    assert len(list(tmp_path.glob("reid-clean-*.pt"))) == 2
+
+
+def test_reconstructor_sees_only_training_pairs(small_set, monkeypatch):
+    """The U-Net is trained on (obfuscated, original) pairs of the TRAINING split only and scored on
+    the held-out test images."""
+    from privattrib.attacks import reconstruction
+
+    seen = {}
+    real_train = reconstruction.train_reconstructor
+
+    def spy(obfuscated, originals, **kw):
+        seen["originals"] = originals.cpu().numpy().copy()
+        return real_train(obfuscated, originals, **kw)
+
+    monkeypatch.setattr(reconstruction, "train_reconstructor", spy)
+    row = run_reconstruct_cell(small_set, "pixelate:b=4", 0, {"epochs": 1}, None,
+                               unet_cfg={"epochs": 1, "base": 8, "depth": 2})
+    train, test = split_identity_set(small_set, 8, 2, seed=0)
+    assert np.array_equal(seen["originals"], train.images)
+    flat_train = {img.tobytes() for img in seen["originals"]}
+    assert not any(img.tobytes() in flat_train for img in test.images)
+    assert row["n_test"] == len(test) == 16
+
+
+def test_cli_unreadable_data_is_a_clear_error(tmp_path):
+    runner = CliRunner()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    def text(result):  # rich wraps the message in a box
+        return " ".join(result.output.replace("\u2502", " ").split())
+
+    for verb in ("reid", "reconstruct"):
+        result = runner.invoke(app, ["attack", verb, "--data", str(empty), "--method", "pixelate:b=4"])
+        assert result.exit_code == 2 and "no image files" in text(result), result.output
+    result = runner.invoke(app, ["attack", "reid", "--data", "synthetic:n_identities=many", "--method", "pixelate:b=4"])
+    assert result.exit_code == 2 and "must be an integer" in text(result), result.output

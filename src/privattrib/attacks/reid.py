@@ -19,6 +19,7 @@ inflate the attack's accuracy). The classifier is trained by the one shared loop
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -245,8 +246,8 @@ def clean_identity_classifier(
 ) -> tuple[torch.nn.Module, bool]:
     """The classifier trained on CLEAN ``train`` images, cached in ``work_dir``.
 
-    The cache key is a hash of the training keys and labels, the image shape, the resolved
-    options and the seed, so every method of a grid (and a resumed run) reuses one model. The
+    The cache key is a hash of the training keys, labels and pixels, the image shape, the
+    resolved options and the seed, so every method of a grid (and a resumed run) reuses one model. The
     checkpoint is written atomically (temp file + rename) with its options beside it as JSON.
 
     Returns:
@@ -255,8 +256,11 @@ def clean_identity_classifier(
     from privattrib.attribution.models import make_classifier
 
     cfg = _resolve_arch_cfg(arch_cfg)
+    # the pixels too: the same keys and shape can hold other pixels (another crop, colour mode or
+    # copy of the same files), and a model trained on those must not be reused
+    pixels = hashlib.blake2b(np.ascontiguousarray(train.images).data, digest_size=16).hexdigest()
     key = stable_hash({"keys": list(train.keys), "labels": np.asarray(train.labels).tolist(),
-                       "shape": list(train.images.shape), "cfg": cfg, "seed": seed}, length=20)
+                       "shape": list(train.images.shape), "pixels": pixels, "cfg": cfg, "seed": seed}, length=20)
     path = Path(work_dir) / f"reid-clean-{cfg['arch']}-{key}.pt" if work_dir is not None else None
     dev = resolve_device(device)
     if path is not None and path.exists():
