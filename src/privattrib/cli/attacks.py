@@ -54,7 +54,10 @@ def _parse_synthetic(text: str) -> dict:
         key, sep, value = item.partition("=")
         if not sep:
             raise typer.BadParameter(f"expected key=value in {text!r}, got {item!r}")
-        options[key.strip().replace("-", "_")] = int(value)
+        try:
+            options[key.strip().replace("-", "_")] = int(value)
+        except ValueError:
+            raise typer.BadParameter(f"{text!r}: {key.strip()} must be an integer, got {value!r}") from None
     return options
 
 
@@ -63,13 +66,16 @@ def load_identity_data(data: str, size: int, seed: int = 0):
     ``synthetic[:n_identities=N,per_identity=M,channels=C]`` for generated identities."""
     from privattrib import data as data_api
 
-    if data == "synthetic" or data.startswith("synthetic:"):
-        options = {"n_identities": 40, "per_identity": 10, "channels": 1, "seed": seed, **_parse_synthetic(data)}
-        return data_api.synthetic_faces(size=size, **options)
-    path = Path(data)
-    if not path.exists():
-        raise typer.BadParameter(f"--data {data!r}: no such file or folder (or use 'synthetic:...')")
-    return data_api.load_source(str(path), size=size)
+    try:
+        if data == "synthetic" or data.startswith("synthetic:"):
+            options = {"n_identities": 40, "per_identity": 10, "channels": 1, "seed": seed, **_parse_synthetic(data)}
+            return data_api.synthetic_faces(size=size, **options)
+        path = Path(data)
+        if not path.exists():
+            raise typer.BadParameter(f"--data {data!r}: no such file or folder (or use 'synthetic:...')")
+        return data_api.load_source(str(path), size=size)
+    except (ValueError, TypeError, OSError) as exc:  # empty folder, bad option: a message, not a traceback
+        raise typer.BadParameter(f"--data {data!r}: {exc}") from exc
 
 
 def _arch_cfg(arch: str, epochs: int, batch_size: int, lr: float) -> dict:
