@@ -7,8 +7,11 @@ triplets, perturb the singular values with noise Z of density proportional to
 
 The noise is NOT sorted (a public implementation sorts it, which voids the guarantee). The guarantee
 is d_X-privacy (metric privacy) for the metric ``d(x, x') = sum_c ||s_k(x_c) - s_k(x'_c)||_2`` on the
-top-k singular values of the channels (each channel gets its own Z with the full epsilon). This
-epsilon is NOT comparable with DP-Pix's epsilon.
+top-k singular values of the channels (each channel gets its own Z with the full epsilon), and it
+covers the singular values only: the singular vectors U_k, V_k are released unperturbed, so it
+holds between images with the same U_k, V_k. Images whose singular values agree but whose vectors
+differ (an image and its mirror image, d = 0) are not protected from each other. This epsilon is NOT
+comparable with DP-Pix's epsilon.
 """
 
 from __future__ import annotations
@@ -122,7 +125,9 @@ class SVDMetricPrivacy(Obfuscation):
 
     def _describe_extra(self) -> dict[str, Any]:
         return {
-            "metric": "d(x, x') = sum over channels of ||top-k singular values of x_c - of x'_c||_2, images scaled to [0, 1]",
+            "metric": "d(x, x') = sum over channels of ||top-k singular values of x_c - of x'_c||_2, images scaled to [0, 1]; "
+            "the singular vectors U_k, V_k are released unperturbed, so the guarantee holds only between images "
+            "with the same U_k, V_k (an image and its mirror image, d = 0, are told apart)",
             "noise": "radius ~ Gamma(k, 1/epsilon), uniform direction, not sorted",
             "note": "d_X-privacy epsilon; not comparable with the epsilon of dp-pix/dp-blur",
         }
