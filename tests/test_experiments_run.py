@@ -251,3 +251,13 @@ def test_attack_rows_join_the_grid(tmp_path):
         assert rec[col] is not None
     html = (tmp_path / "run" / "report.html").read_text()
     assert "Re-identification" in html and "Reconstruction" in html
+
+
+def test_unavailable_device_is_a_clear_error(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    spec = validate_spec(tiny_spec(tmp_path, device="cuda"))
+    with pytest.raises(RuntimeError, match="CUDA is not available"):  # not torch's AssertionError traceback
+        run_experiment(spec, tmp_path / "o", progress=False)

@@ -75,8 +75,11 @@ def environment_info(device: str = "auto") -> dict:
         "cpu_threads": torch.get_num_threads(),
     }
     if dev.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(dev)
         info["cuda"] = torch.version.cuda
+        try:  # a Ray driver without a GPU may send cells to GPU workers
+            info["gpu"] = torch.cuda.get_device_name(dev)
+        except (AssertionError, RuntimeError) as exc:
+            info["gpu"] = f"not visible from this process ({exc})"
     try:
         import opendp
 
@@ -290,6 +293,8 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
                                TimeRemainingColumn)
 
     device = device or spec.device
+    if executor == "local":
+        check_local_device(device)
     runner = make_executor(executor, address=address, num_gpus=gpus_per_cell)
     store = ResultsStore(outdir)
     store.check_compatible(spec.rows_hash(), spec.rows_key(), force=force)
@@ -368,6 +373,21 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
     return RunResult(outdir=outdir, total=len(cells), skipped=len(done), ran=ran, failures=failures,
                      rows=rows, results_csv=csv_path, report_html=html,
                      wall_s=time.perf_counter() - started)
+
+
+def check_local_device(device: str) -> None:
+    """Refuse a device this process cannot use, with a message instead of torch's traceback."""
+    import torch
+
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r}: CUDA is not available here (torch {torch.__version__}); "
+                               "use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError(f"device {device!r}: MPS is not available here; use --device cpu or auto")
 
 
 def _cell_text(cell: Cell) -> str:
