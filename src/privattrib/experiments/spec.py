@@ -427,6 +427,8 @@ def _validate_classifier(cfg: dict, data: dict | None = None) -> dict:
         try:
             name, model_options, train_kwargs, _ = split_classifier_config(dict(cfg))
             TrainConfig(**train_kwargs)
+            if train_kwargs.get("keep_best") and data["per_class"]["val"] == 0:
+                raise ValueError("keep_best needs validation images: set data.per_class.val >= 1")
             make_classifier(name, len(data["sources"]), data["size"], data["channels"], seed=0, **model_options)
         except (ValueError, TypeError) as exc:
             raise SpecError(f"classifier: {exc}") from exc
