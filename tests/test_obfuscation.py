@@ -384,3 +384,21 @@ def test_methods_command_lists_every_method():
     for name in available_methods():
         assert name in table.output
     assert "d_X-privacy" in table.output
+
+
+@pytest.mark.parametrize("b", range(2, 33, 2))  # odd b: b*b odd, no exact ties
+def test_pixelate_rounds_every_exact_tie_to_even_for_every_cell_size(b):
+    # One cell per k = 0..254 whose mean is exactly k + 0.5 (b*b even): all must round to even,
+    # whatever kernel serves that cell size (OpenCV INTER_AREA, NumPy, torch).
+    n = b * b
+    cells = []
+    for k in range(255):
+        v = np.full(n, k, dtype=np.int64)
+        v[: n // 2] += 1
+        cells.append(v.reshape(b, b))
+    x = np.concatenate(cells, axis=1).astype(np.uint8)[None, None]  # 1 x 1 x b x 255b
+    expected = np.rint(np.arange(255) + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(pixelate_numpy(x, "nchw", b)[0, 0, 0, ::b], expected)
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(pixelate_numpy(nhwc, "nhwc", b)[0, 0, ::b, 0], expected)
+    np.testing.assert_array_equal(pixelate_torch(torch.from_numpy(x), b)[0, 0, 0, ::b].numpy(), expected)

@@ -16,6 +16,7 @@ Functions here are the building blocks (kornia style); the registered classes wr
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -136,9 +137,25 @@ def _chunks(n: int, bytes_per_image: int):
 
 def _cv2_area_exact(b: int, h: int, w: int) -> bool:
     # OpenCV's integer-factor INTER_AREA computes round-half-even(sum * (1/n)), which equals the exact
-    # rint(sum / n) for these sizes (checked bit for bit in tests/test_obfuscation.py); its 2x path
-    # rounds ties up instead, so b = 2 takes the NumPy path.
-    return b > 2 and h % b == 0 and w % b == 0 and b <= 32
+    # rint(sum / n) for most sizes (checked bit for bit in tests/test_obfuscation.py); its 2x path
+    # rounds ties up instead, so b = 2 takes the NumPy path, and so does any b whose exact ties
+    # OpenCV misrounds (b = 22 with OpenCV 4.x: float 1/484 pushes 75 of the 255 ties up).
+    return b > 2 and h % b == 0 and w % b == 0 and b <= 32 and _cv2_ties_exact(b)
+
+
+@functools.lru_cache(maxsize=None)
+def _cv2_ties_exact(b: int) -> bool:
+    """Whether OpenCV's INTER_AREA rounds every exact tie k + 0.5 of a b x b cell to even (checked once per b)."""
+    n = b * b
+    if n % 2:
+        return True  # odd cells have no exact ties; near-ties are >= 1/(2n) away, far above float error
+    import cv2
+
+    cells = np.full((255, n), np.arange(255)[:, None], dtype=np.int64)
+    cells[:, : n // 2] += 1  # cell k sums to n*k + n/2: mean k + 0.5
+    tall = cells.reshape(255, b, b).transpose(1, 0, 2).reshape(b, 255 * b).astype(np.uint8)
+    got = cv2.resize(tall, (255, 1), interpolation=cv2.INTER_AREA)[0]
+    return bool((got == np.rint(np.arange(255) + 0.5)).all())
 
 
 def pixelate_numpy(x: np.ndarray, layout: str, b: int) -> np.ndarray:
