@@ -52,11 +52,12 @@ def test_laplace_scale_on_full_cells(noise):
     _check_scale(cells, 255.0 * m / (b * b * eps))
 
 
-def test_edge_cells_get_scale_for_their_own_pixel_count():
+@pytest.mark.parametrize("noise", ["fast", "secure"])
+def test_edge_cells_get_scale_for_their_own_pixel_count(noise):
     # 20 x 22 with b = 8: full cells n = 64, right edge n = 8*6 = 48, bottom n = 4*8 = 32, corner n = 24.
     b, m, eps = 8, 1, 0.4
     x = _grey(8000, 20, 22, 1)
-    out = make(f"dp-pix:b={b},m={m},epsilon={eps}")(x, seed=3)[..., 0]
+    out = make(f"dp-pix:b={b},m={m},epsilon={eps},noise={noise}")(x, seed=3)[..., 0]
     groups = {
         64: out[:, 0:16:8, 0:16:8],
         48: out[:, 0:16:8, 16],
