@@ -123,6 +123,8 @@ def test_bad_arguments(photos, tmp_path):
     assert run("obfuscate", photos, "-o", tmp_path / "o", "--method", "blur:k=3", "--box", "1,2,3").exit_code == 2
     assert run("obfuscate", photos, "-o", tmp_path / "o", "--method", "blur:k=3", "--faces", "--box", "0,0,4,4").exit_code == 2
     assert run("obfuscate", tmp_path / "missing", "-o", tmp_path / "o", "--method", "blur:k=3").exit_code == 2
+    margin = run("obfuscate", photos, "-o", tmp_path / "o", "--method", "blur:k=3", "--faces", "--margin", "5")
+    assert margin.exit_code == 2 and "margin" in margin.output and not (tmp_path / "o").exists()
     too_big = run("obfuscate", photos, "-o", tmp_path / "o", "--method", "dp-pix:b=8", "--seed", str(2**64))
     assert too_big.exit_code == 2 and "2**64" in too_big.output
 

@@ -118,6 +118,8 @@ def obfuscate(
         raise typer.BadParameter("use either --faces or --box, not both", param_hint="--faces")
     if if_no_face not in NO_FACE_POLICIES:
         raise typer.BadParameter(f"use one of {NO_FACE_POLICIES}", param_hint="--if-no-face")
+    if faces and not 0 <= margin <= 2:
+        raise typer.BadParameter(f"the margin is a fraction of the face box in [0, 2], got {margin}", param_hint="--margin")
     if seed is not None and not 0 <= seed < 2**64:
         raise typer.BadParameter("the seed must be an integer in [0, 2**64)", param_hint="--seed")
     try:
