@@ -93,3 +93,23 @@ def test_detector_finds_most_aligned_celeba_faces(celeba_root, backend):
     grown = detect_faces(img, margin=0.2, backend=backend)
     if len(tight):
         assert (grown[0, 2:] > tight[0, 2:]).all() and (grown[0, :2] >= 0).all()
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("backend", ["haar", "dlib"])
+def test_a_small_face_in_a_large_photo_is_found(celeba_root, backend):
+    # A ~180 px face in a 2400 x 2400 photo (a face in a group or street shot): a smallest face of
+    # 10 % of the shorter side (240 px) made the Haar backend blind to it, so --faces wrote it untouched.
+    _need(backend)
+    from privattrib.data import load_image
+
+    files = sorted((celeba_root / "img_align_celeba").iterdir())[:10]
+    faces = [img for img in map(load_image, files) if len(detect_faces(img, backend=backend)) == 1][:3]
+    assert faces
+    for face in faces:
+        canvas = np.full((2400, 2400, 3), 120, dtype=np.uint8)
+        canvas[1000 : 1000 + face.shape[0], 700 : 700 + face.shape[1]] = face
+        boxes = detect_faces(canvas, backend=backend)
+        assert len(boxes) >= 1
+        x, y, w, h = boxes[0]
+        assert 700 <= x + w / 2 <= 700 + face.shape[1] and 1000 <= y + h / 2 <= 1000 + face.shape[0]

@@ -132,7 +132,7 @@ def detect_faces(
     image: np.ndarray,
     *,
     backend: str = "auto",
-    min_size: float = 0.1,
+    min_size: float = 0.02,
     margin: float = 0.2,
     upsample: int | None = None,
 ) -> np.ndarray:
@@ -141,8 +141,10 @@ def detect_faces(
     Args:
         image: uint8 H x W, H x W x 1 or H x W x 3 (RGB).
         backend: ``"auto"``, ``"haar"`` or ``"dlib"`` (see the module docstring).
-        min_size: smallest face side as a fraction of the image's shorter side (Haar only; dlib's
-            smallest face is about 80 px, 40 px with ``upsample=1``).
+        min_size: smallest face side as a fraction of the image's shorter side, at least 20 px
+            (Haar only; dlib's smallest face is about 80 px, 40 px with ``upsample=1``). Small on
+            purpose: a face in a group or street photo is a few percent of the frame, and a missed
+            face is published as it is.
         margin: grow each box by this fraction of its side on every edge (detector boxes are
             tight around eyes, nose and mouth; hair, chin and ears also identify a person).
         upsample: dlib's image pyramid upsampling (None: 1 for images under 160 px, else 0).
@@ -163,7 +165,7 @@ def detect_faces(
     grey = np.ascontiguousarray(grey)
     h, w = grey.shape
     if resolve_backend(backend) == "haar":
-        side = max(1, int(min(h, w) * min_size))
+        side = max(20, int(min(h, w) * min_size))
         found = _haar().detectMultiScale(cv2.equalizeHist(grey), scaleFactor=1.1, minNeighbors=5,
                                          minSize=(side, side))
         boxes = np.asarray(found, dtype=np.int64).reshape(-1, 4)
