@@ -76,3 +76,10 @@ def test_foreign_rows_without_manifest_are_refused(tmp_path):
 
 def test_csv_of_no_rows_is_empty_but_valid():
     assert rows_to_csv([]).strip() == ""
+
+
+def test_changed_spec_without_finished_cells_is_accepted(tmp_path):
+    # a run killed while building its data or GAN sources left a manifest but no row: nothing to protect
+    store = ResultsStore(tmp_path)
+    (tmp_path / "experiment.json").write_text(json.dumps({"rows_hash": "old", "rows_key": {"classifier": {"epochs": 1}}}))
+    store.check_compatible("new", {"classifier": {"epochs": 2}})

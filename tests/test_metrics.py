@@ -128,3 +128,19 @@ def test_confusion_matrix_and_accuracies():
         M.accuracy([0, 1], [0])
     with pytest.raises(ValueError, match="integer labels"):
         M.confusion_matrix([0.5], [0], 2)
+
+
+def test_mean_utility_ignores_unchanged_images_in_psnr():
+    from privattrib.metrics import mean_utility, psnr
+
+    rng = np.random.default_rng(3)
+    a = torch.from_numpy(rng.integers(0, 256, (4, 3, 16, 16), dtype=np.uint8))
+    b = a.clone()
+    b[1:] //= 2  # image 0 unchanged: infinite PSNR
+    out = mean_utility(a, b)
+    assert np.isfinite(out["psnr"])
+    assert out["psnr"] == pytest.approx(float(psnr(a[1:], b[1:]).double().mean()))
+    assert out["mse"] == pytest.approx(float(((a.double() - b.double()) ** 2).mean()))
+    assert mean_utility(a, a)["psnr"] == float("inf") and mean_utility(a, a)["ssim"] == pytest.approx(1.0)
+    assert "ssim" not in mean_utility(a[..., :8, :8], b[..., :8, :8])  # window does not fit
+    assert mean_utility(a[:0], b[:0]) == {}

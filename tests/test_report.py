@@ -79,7 +79,7 @@ def test_summary_statistics_over_seeds():
     rows = [{"spec": "x", "scenario": "s", "seed": i, "accuracy": a} for i, a in enumerate((0.2, 0.4, 0.9))]
     (entry,) = summarise(rows)
     assert entry["accuracy"]["mean"] == pytest.approx(0.5)
-    assert entry["accuracy"]["std"] == pytest.approx(np.std([0.2, 0.4, 0.9]))
+    assert entry["accuracy"]["std"] == pytest.approx(np.std([0.2, 0.4, 0.9], ddof=1))
     assert (entry["accuracy"]["min"], entry["accuracy"]["max"], entry["accuracy"]["n"]) == (0.2, 0.9, 3)
     assert entry["seeds"] == [0, 1, 2]
     assert stats([None, float("nan"), "", 1.0])["n"] == 1

@@ -23,6 +23,7 @@ __all__ = [
     "mse",
     "psnr",
     "ssim",
+    "mean_utility",
     "confusion_matrix",
     "per_class_accuracy",
     "accuracy",
@@ -122,6 +123,36 @@ def psnr(x: Any, y: Any):
         with np.errstate(divide="ignore"):
             return 10.0 * np.log10(_DATA_RANGE**2 / m)
     return 10.0 * torch.log10(_DATA_RANGE**2 / m)
+
+
+def mean_utility(originals: Any, others: Any) -> dict[str, float]:
+    """Means over a batch of ``mse``, ``psnr`` and ``ssim`` of ``others`` against ``originals``.
+
+    PSNR is averaged over the images that differ from their original: an unchanged image has
+    infinite PSNR, and one of them would make the mean infinite (it is ``inf`` only when every
+    image is unchanged). SSIM is left out for images under 11 x 11 pixels, where its window does
+    not fit.
+
+    Args:
+        originals, others: uint8 batches of the same shape, torch N x C x H x W or NumPy N x H x W x C.
+
+    Returns:
+        ``{"mse": ..., "psnr": ..., "ssim": ...}`` (floats; no ``ssim`` for tiny images), ``{}``
+        for an empty batch.
+    """
+    import torch
+
+    if len(originals) == 0:
+        return {}
+    a, _, _ = _as_nchw_pair(originals, others, "mean_utility")
+    names = ["mse", "psnr"] + (["ssim"] if min(a.shape[-2:]) >= 2 * _SSIM_RADIUS + 1 else [])
+    out = {}
+    for name in names:
+        values = globals()[name](originals, others)
+        values = np.asarray(values.double().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        out[name] = float(finite.mean()) if len(finite) else float("inf")
+    return out
 
 
 def _gaussian_taps(dtype, device):

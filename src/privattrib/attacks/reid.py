@@ -297,18 +297,13 @@ def identity_accuracy(model: torch.nn.Module, images, labels, *, device="auto", 
 
 
 def utility(original, other) -> dict:
-    """Means over images of MSE, PSNR (dB) and SSIM of ``other`` against ``original`` (uint8 NCHW)."""
-    from privattrib import metrics
+    """Means over images of MSE, PSNR (dB, over the changed images) and SSIM of ``other`` against
+    ``original`` (uint8 N x C x H x W, NumPy or torch)."""
+    from privattrib.metrics import mean_utility
 
     a = original if isinstance(original, torch.Tensor) else torch.from_numpy(np.asarray(original))
     b = other if isinstance(other, torch.Tensor) else torch.from_numpy(np.asarray(other))
-    a, b = a.cpu(), b.cpu()
-    out = {}
-    for name in ("mse", "psnr", "ssim"):
-        values = np.asarray(torch.as_tensor(getattr(metrics, name)(a, b)).double().cpu().numpy(), dtype=np.float64)
-        finite = values[np.isfinite(values)]
-        out[name] = float(np.mean(finite)) if len(finite) else float("inf")
-    return out
+    return mean_utility(a.cpu(), b.cpu())
 
 
 def run_reid_cell(

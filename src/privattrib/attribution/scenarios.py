@@ -252,21 +252,10 @@ def _chance(labels: np.ndarray, num_classes: int) -> tuple[float, str]:
 
 
 def _utility(originals: torch.Tensor, obfuscated: torch.Tensor) -> dict[str, float]:
-    """Mean MSE, PSNR (dB, per image then averaged) and SSIM of obfuscated vs original images
-    (SSIM left out for images under 11 x 11 pixels, where its window does not fit)."""
-    from privattrib import metrics
+    """Mean MSE, PSNR (over the changed images) and SSIM of obfuscated vs original images."""
+    from privattrib.metrics import mean_utility
 
-    if len(originals) == 0:
-        return {}
-    out = {}
-    names = ["mse", "psnr"]
-    if min(originals.shape[-2:]) >= 11:  # SSIM's 11 x 11 Gaussian window needs at least that much
-        names.append("ssim")
-    for name in names:
-        values = getattr(metrics, name)(originals, obfuscated)
-        values = values.double() if isinstance(values, torch.Tensor) else torch.as_tensor(values, dtype=torch.float64)
-        out[name] = float(values.mean())
-    return out
+    return mean_utility(originals, obfuscated)
 
 
 def run_attribution_cell(

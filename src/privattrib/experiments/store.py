@@ -103,8 +103,8 @@ class ResultsStore:
         stored.discard(None)
         old_hash = manifest.get("rows_hash") if manifest else None
         foreign = stored - {rows_hash}
-        if (old_hash is None or old_hash == rows_hash) and not foreign:
-            return
+        if not stored or ((old_hash is None or old_hash == rows_hash) and not foreign):
+            return  # no finished cell of another spec to protect (e.g. killed while building the data)
         changed = []
         if manifest and "rows_key" in manifest:
             old_key = manifest["rows_key"]

@@ -47,8 +47,12 @@ def _safe(fn, *args, **kwargs):
         return None, f"<p class='note'>figure failed: {html.escape(''.join(traceback.format_exception_only(type(exc), exc)))}</p>"
 
 
-def _examples(outdir: Path, manifest: dict, specs: list[str], per_class: int = 1) -> tuple[bytes | None, str | None]:
-    """Test images of every class, original and obfuscated with every method setting."""
+def _examples(outdir: Path, manifest: dict, specs: list[str], cell_seed: int,
+              per_class: int = 1) -> tuple[bytes | None, str | None]:
+    """Test images of every class, original and obfuscated with every method setting, with the
+    noise the cells of seed ``cell_seed`` drew for them."""
+    from privattrib.attribution.scenarios import derive_seed
+
     data_dir = outdir / "data" / str(manifest.get("data_hash", ""))
     if not (data_dir / "test.npz").is_file():
         return None, "<p class='note'>example images: the assembled data set is not in this directory.</p>"
@@ -61,7 +65,8 @@ def _examples(outdir: Path, manifest: dict, specs: list[str], per_class: int = 1
             picks.extend(np.flatnonzero(labels == c)[:per_class].tolist())
         images = z["images"][picks]
     names = [info["class_names"][labels[i]] for i in picks]
-    return _safe(plots.example_grid, images, [keys[i] for i in picks], names, specs, seed=0)
+    return _safe(plots.example_grid, images, [keys[i] for i in picks], names, specs,
+                 seed=derive_seed(cell_seed, "obfuscation"))
 
 
 def _attack_section(rows: list[dict]) -> str:
@@ -186,8 +191,10 @@ def build_report(outdir: str | os.PathLike, out: str | os.PathLike | None = None
         parts.append(_section("Confusion matrices (summed over seeds, row-normalised)", "\n".join(figs), "confusion"))
 
         specs = list(OrderedDict.fromkeys(r["spec"] for r in rows))
-        png, err = _examples(outdir, manifest, specs)
-        parts.append(_section("Example test images (noise seed 0)", _img(png, "examples") + (err or ""), "examples"))
+        cell_seed = min(int(r["seed"]) for r in rows)
+        png, err = _examples(outdir, manifest, specs, cell_seed)
+        parts.append(_section(f"Example test images (as the cells of seed {cell_seed} saw them)",
+                              _img(png, "examples") + (err or ""), "examples"))
 
     if reid_rows:
         parts.append(_section("Re-identification (attack)", _attack_section(reid_rows), "reid"))

@@ -31,11 +31,12 @@ def group_rows(rows: Iterable[dict], keys=("spec", "scenario")) -> "OrderedDict[
 
 
 def stats(values: Iterable) -> dict:
-    """mean, std (population, over seeds), min, max and n of the finite values (None when empty)."""
+    """mean, std (sample std over seeds, ddof = 1; 0 for one value), min, max and n of the finite
+    values (None when empty)."""
     vals = np.array([v for v in (_num(x) for x in values) if v is not None], dtype=float)
     if len(vals) == 0:
         return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
-    return {"mean": float(vals.mean()), "std": float(vals.std()), "min": float(vals.min()),
+    return {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0, "min": float(vals.min()),
             "max": float(vals.max()), "n": int(len(vals))}
 
 
