@@ -82,8 +82,15 @@ def test_bad_files_are_named_and_make_the_exit_status_non_zero(tmp_path):
     out = tmp_path / "out"
     result = run("obfuscate", corpus, "-o", out, "--method", "blur:k=3", "--seed", "0")
     assert result.exit_code == 1
+    # files that are not images by name (notes.txt, face.pgm.bad, hidden files) are ignored, not failures
+    not_images = [n for n in bad_names(expect) if expect[n].reason == "not an image file"]
+    assert len(not_images) == 2
     for name in bad_names(expect):
-        assert f"skipped {corpus / name}" in result.output, name
+        if name in not_images:
+            assert f"skipped {corpus / name}" not in result.output and Path(name).name in result.output, name
+        else:
+            assert f"skipped {corpus / name}" in result.output, name
+    assert f"ignored {len(not_images)} entries" in result.output
     written = {p.relative_to(out).with_suffix("").as_posix() for p in out.rglob("*.png")}
     stems = [Path(n).with_suffix("").as_posix() for n in good_names(expect)]
     # good.jpg/good.png, grey.png/grey.pgm, pic.webp/pic.bmp would land on one PNG: both refused.
@@ -93,6 +100,24 @@ def test_bad_files_are_named_and_make_the_exit_status_non_zero(tmp_path):
     assert result.output.count("also maps to") == 6
     strict = run("obfuscate", corpus, "-o", tmp_path / "strict", "--method", "blur:k=3", "--strict")
     assert strict.exit_code == 1 and "bad file" in strict.output
+
+
+def test_hidden_and_non_image_files_do_not_fail_a_folder(photos, tmp_path):
+    # a real photo folder holds .DS_Store, Thumbs.db, sidecar files: not bad images
+    folder = tmp_path / "album"
+    shutil.copytree(photos, folder)
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (folder / "IMG_0001.xmp").write_text("<x:xmpmeta/>")
+    out, report = tmp_path / "out", tmp_path / "report.csv"
+    result = run("obfuscate", folder, "-o", out, "--method", "pixelate:b=4", "--seed", "0", "--report", report)
+    assert result.exit_code == 0, result.output
+    assert "ignored 3 entries" in result.output and "skipped" not in result.output.replace("0 skipped", "")
+    statuses = {Path(r["input"]).name: r["status"] for r in csv.DictReader(report.open())}
+    assert statuses[".DS_Store"].startswith("ignored:") and statuses["Thumbs.db"].startswith("ignored:")
+    # named explicitly, a non-image file is still a bad input
+    explicit = run("obfuscate", folder / "Thumbs.db", "-o", tmp_path / "o2", "--method", "pixelate:b=4")
+    assert explicit.exit_code == 1 and "skipped" in explicit.output
 
 
 def test_never_overwrites_an_input(photos, tmp_path):

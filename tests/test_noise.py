@@ -218,3 +218,13 @@ def test_svd_mp_protects_the_singular_values_only():
     assert not np.array_equal(a, b)
     metric = ob.describe()["metric"]
     assert "U_k" in metric and "V_k" in metric and "released" in metric
+
+
+def test_default_seed_is_fresh_and_secret():
+    # a call without a seed must not use a fixed, public seed (the noise could be regenerated)
+    from privattrib.obfuscation import make
+
+    ob = make("dp-pix:b=4,m=1,epsilon=1")
+    img = np.full((2, 16, 16, 3), 128, np.uint8)
+    assert not np.array_equal(ob(img), ob(img))
+    assert np.array_equal(ob(img, seed=5), ob(img, seed=5))

@@ -31,8 +31,10 @@ def _is_within(child: Path, parent: Path) -> bool:
         return False
 
 
-def _plan(inputs: list[Path], outdir: Path) -> tuple[list[_Job], list[tuple[str, str]]]:
-    """Jobs (input file -> output PNG) and the entries skipped while listing, with reasons.
+def _plan(inputs: list[Path], outdir: Path) -> tuple[list[_Job], list[tuple[str, str]], list[tuple[str, str]]]:
+    """Jobs (input file -> output PNG), the entries skipped while listing (with reasons), and the
+    entries of input folders ignored as not images by their name (hidden files, other
+    extensions: they are not bad files and do not fail the run).
 
     A folder's files mirror their path relative to that folder; with several inputs, a folder's
     files go under a sub-folder named after it. A file input lands directly in ``outdir``.
@@ -61,11 +63,13 @@ def _plan(inputs: list[Path], outdir: Path) -> tuple[list[_Job], list[tuple[str,
             )
     jobs: list[_Job] = []
     skipped: list[tuple[str, str]] = []
+    ignored: list[tuple[str, str]] = []
     several = len(inputs) > 1
     for inp in inputs:
         if inp.is_dir():
             files, skip = walk_images(inp)
-            skipped += [(s.path, s.reason) for s in skip]
+            skipped += [(s.path, s.reason) for s in skip if not s.not_an_image]
+            ignored += [(s.path, s.reason) for s in skip if s.not_an_image]
             prefix = f"{inp.resolve().name}/" if several else ""
             for f in files:
                 rel = prefix + f.relative_to(inp).as_posix()
@@ -85,7 +89,7 @@ def _plan(inputs: list[Path], outdir: Path) -> tuple[list[_Job], list[tuple[str,
     for j in jobs:
         if os.path.realpath(j.out) in input_files:
             raise typer.BadParameter(f"writing {j.out} would overwrite the input {j.src}", param_hint="--output")
-    return jobs, skipped
+    return jobs, skipped, ignored
 
 
 def obfuscate(
@@ -132,9 +136,13 @@ def obfuscate(
         import secrets
 
         seed = secrets.randbits(63)  # one secret seed for the run; never printed
-    jobs, bad = _plan([Path(p) for p in inputs], output)
+    jobs, bad, ignored = _plan([Path(p) for p in inputs], output)
     total = len(jobs) + len(bad)
     err = lambda msg: typer.echo(msg, err=True)  # noqa: E731
+    if ignored:
+        shown = ", ".join(os.path.basename(p) for p, _ in ignored[:5]) + (", ..." if len(ignored) > 5 else "")
+        err(f"ignored {len(ignored)} entr{'y' if len(ignored) == 1 else 'ies'} of the input folders that "
+            f"are not images by name (hidden or another extension): {shown}")
     if strict and bad:
         err(f"bad file: {bad[0][0]}: {bad[0][1]}")
         raise typer.Exit(1)
@@ -142,7 +150,7 @@ def obfuscate(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    rows: list[dict] = []
+    rows: list[dict] = [{"input": p, "output": "", "faces": "", "status": f"ignored: {why}"} for p, why in ignored]
     written = 0
     face_counts: list[tuple[str, int]] = []
     with Progress(TextColumn("[bold]obfuscating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

@@ -266,10 +266,13 @@ def save_png(
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file left out, and why."""
+    """A file left out, and why. ``not_an_image`` marks entries a folder walk left out by their
+    name alone (hidden files, other extensions: ``.DS_Store``, ``Thumbs.db``, ``notes.txt``),
+    as opposed to files that could not be read."""
 
     path: str
     reason: str
+    not_an_image: bool = False
 
     def as_dict(self) -> dict:
         return {"path": self.path, "reason": self.reason}
@@ -317,7 +320,7 @@ def walk_image_files(
         for entry in entries:
             name = entry.name
             if name.startswith("."):
-                skipped.append(Skipped(entry.path, "hidden file or folder"))
+                skipped.append(Skipped(entry.path, "hidden file or folder", not_an_image=True))
                 continue
             try:
                 is_dir = entry.is_dir(follow_symlinks=True)
@@ -334,7 +337,7 @@ def walk_image_files(
                     why = f"not an image file (extension '{suffix}')"
                 else:
                     why = "not an image file (no extension)"
-                skipped.append(Skipped(entry.path, why))
+                skipped.append(Skipped(entry.path, why, not_an_image=True))
                 continue
             found.append(rel_prefix + name)  # content is checked when decoding (symlink loops included)
         stack.extend(reversed(subfolders))

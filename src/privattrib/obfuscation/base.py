@@ -218,15 +218,16 @@ class Obfuscation:
     def __hash__(self) -> int:
         return hash(self.spec)
 
-    def __call__(self, images, seed: int | None = 0, keys: Sequence[Any] | None = None):
+    def __call__(self, images, seed: int | None = None, keys: Sequence[Any] | None = None):
         """Obfuscate a batch.
 
         Args:
             images: uint8 images, one of: torch tensor ``(N, C, H, W)`` on any device; NumPy array
                 ``(N, H, W, C)``; a single NumPy image ``(H, W)`` or ``(H, W, C)``. C is 1 or 3 (any C works).
             seed: non-negative integer; the noise of an image is a function of (seed, key) only.
-                ``None`` draws a fresh secret seed from the OS. Anyone who knows the seed can
-                regenerate the ``fast`` noise and subtract it: keep it secret when publishing.
+                ``None`` (the default) draws a fresh secret seed from the OS, so a plain call never
+                uses a public seed. Anyone who knows the seed can regenerate the ``fast`` noise and
+                subtract it: pass one for reproducible experiments, keep it secret when publishing.
             keys: one key (int or str) per image; default: the image's index in the batch.
 
         Returns:
