@@ -37,19 +37,21 @@ class ClaimsMore:
 
 
 class EdgeCellsAsFull(ClaimsMore):
-    """DP-Pix whose noise treats every cell as a full b x b cell: wraps the real DP-Pix and feeds
-    the cells of the last (narrow) column through a DP-Pix whose epsilon is scaled by b*b/n, which
-    is exactly the scale 255*m/(b*b*eps) of the bug."""
+    """DP-Pix whose noise ignores how narrow the cells of one image edge are: along ``edge``
+    ("right" or "bottom") it calibrates a partial cell as if that side were b long. Wraps the real
+    DP-Pix and re-obfuscates the audit's h x w corner cell with epsilon scaled by b/w (right) or
+    b/h (bottom), which is exactly the noise scale of that bug on that cell."""
 
-    def __init__(self, b: int, m: int, epsilon: float, edge_width: int):
+    def __init__(self, b: int, m: int, epsilon: float, corner_hw: tuple[int, int], edge: str):
         super().__init__(f"dp-pix:b={b},m={m},epsilon={epsilon}", epsilon)
-        self.edge_width, self.b = edge_width, b
-        self.edge = make(f"dp-pix:b={b},m={m},epsilon={epsilon * b * b / (b * edge_width)}")
+        self.h, self.w = corner_hw
+        factor = b / self.w if edge == "right" else b / self.h
+        self.corner = make(f"dp-pix:b={b},m={m},epsilon={epsilon * factor}")
 
     def __call__(self, images, seed=0, keys=None):
         out = self.inner(images, seed=seed, keys=keys)
-        cut = images.shape[-1] - self.edge_width
-        out[..., cut:] = self.edge(images[..., cut:].contiguous(), seed=seed, keys=keys)
+        h, w = self.h, self.w
+        out[..., -h:, -w:] = self.corner(images[..., -h:, -w:].contiguous(), seed=seed, keys=keys)
         return out
 
 
@@ -69,17 +71,20 @@ def test_epsilon_lower_bound_formula():
     assert epsilon_lower_bound(1.0, 1.0) == 0.0
 
 
-@pytest.mark.parametrize("b,m", [(16, 16), (8, 16), (4, 16), (16, 1), (4, 40)])
-def test_neighbouring_pair_moves_one_smallest_edge_cell(b, m):
+@pytest.mark.parametrize("b,m", [(16, 16), (8, 16), (4, 16), (16, 1), (4, 40), (16, 20), (16, 300)])
+def test_neighbouring_pair_moves_one_smallest_corner_cell(b, m):
     pair = neighbouring_pair(b, m, channels=3)
     differ = np.any(pair.image_a != pair.image_b, axis=0)
     y0, y1, x0, x1 = pair.cell
     assert differ.sum() == pair.changed_pixels == min(m, b * b)
     assert differ[y0:y1, x0:x1].sum() == pair.changed_pixels  # all inside the target cell
-    assert pair.cell_pixels >= pair.changed_pixels
-    assert x1 == pair.image_a.shape[-1]  # the target is in the last (edge) column of cells
-    if m <= b * b:
-        assert pair.cell_pixels - m < b  # no narrower edge column would still hold m pixels
+    assert pair.cell_pixels == (y1 - y0) * (x1 - x0) >= pair.changed_pixels
+    height, width = pair.image_a.shape[1:]
+    assert (y1, x1) == (height, width)  # the bottom-right corner cell
+    assert y0 % b == 0 and x0 % b == 0 and y0 >= b and x0 >= b  # on the cell grid, full cells above and left
+    if m < b * b:
+        assert (y1 - y0) < b or (x1 - x0) < b  # partial along at least one edge
+        assert pair.cell_pixels < m + max(y1 - y0, x1 - x0)  # no smaller near-square cell holds m
     assert set(np.unique(pair.image_b)) == {0, 255}
 
 
@@ -111,10 +116,12 @@ def test_catches_halved_noise_scale():
     assert result.violated and result.epsilon_lower_bound > 0.5
 
 
-def test_catches_edge_cells_calibrated_as_full_cells():
-    broken = EdgeCellsAsFull(b=16, m=16, epsilon=0.5, edge_width=1)  # the audit's edge column is 1 px wide
+@pytest.mark.parametrize("edge", ["right", "bottom"])
+def test_catches_edge_cells_calibrated_as_full_cells(edge):
+    y0, y1, x0, x1 = neighbouring_pair(16, 16).cell
+    broken = EdgeCellsAsFull(b=16, m=16, epsilon=0.5, corner_hw=(y1 - y0, x1 - x0), edge=edge)
     result = audit(broken, trials=10_000, seed=5)
-    assert result.pair["target_cell_pixels"] == 16
+    assert result.pair["target_cell_pixels"] == 16 and (y1 - y0, x1 - x0) == (4, 4)
     assert result.violated and result.epsilon_lower_bound > 2 * 0.5
 
 

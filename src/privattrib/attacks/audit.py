@@ -83,7 +83,7 @@ class NeighbourPair:
             "target_cell": list(self.cell),
             "target_cell_pixels": self.cell_pixels,
             "target_cell_mean_shift": self.mean_shift,
-            "pair": "x_A all 0; x_B = x_A with changed_pixels pixels of the target edge cell set to 255",
+            "pair": "x_A all 0; x_B = x_A with changed_pixels pixels of the target corner cell set to 255",
         }
 
 
@@ -92,17 +92,21 @@ def neighbouring_pair(
 ) -> NeighbourPair:
     """Build the worst-case neighbouring pair for DP-Pix-style mechanisms.
 
-    The canvas is ``H = ceil(min_height / b) * b`` rows (full cells vertically) and
-    ``W = q * b + w`` columns, whose last cell column has width ``w = ceil(m / b)`` (the smallest
-    edge width whose cells still hold m pixels). The target is the top cell of that last column,
-    with ``n = b * w >= m`` pixels (``n == m`` when b divides m). When ``m > b * b`` no cell holds
-    m pixels; the target is then a full cell, entirely flipped (``changed_pixels = b * b < m``).
+    The target is the bottom-right corner cell of a canvas whose last cell row and last cell
+    column are partial: ``h x w`` pixels with ``w = min(b, ceil(sqrt(m)))`` and
+    ``h = min(b, ceil(m / w))``, the smallest near-square edge cell that still holds m pixels
+    (``n = h * w >= m``). Every cell with n >= m moves its mean by exactly the amount its noise is
+    calibrated for, so the pair is as hard to hide as any; a corner cell (partial in both
+    directions) also exposes a mechanism that calibrates the bottom edge or the right edge as
+    full cells. When ``m > b * b`` no cell holds m pixels; the target is then a full cell, entirely
+    flipped (``changed_pixels = b * b < m``).
 
     Args:
         b: cell size, >= 1.
         m: neighbourhood size in pixels, >= 1.
         channels: C, 1 or 3.
-        min_height, min_width: smallest canvas (e.g. larger than a blur kernel); default one cell.
+        min_height, min_width: smallest canvas (e.g. larger than a blur kernel); default one cell
+            beside and above the target.
 
     Returns:
         The pair, images uint8 C x H x W.
@@ -111,13 +115,13 @@ def neighbouring_pair(
         raise ValueError(f"b and m must be >= 1, got b={b}, m={m}")
     if channels < 1:
         raise ValueError(f"channels must be >= 1, got {channels}")
-    edge_width = min(b, math.ceil(m / b))
-    min_height = max(b, min_height or b)
-    min_width = max(b + edge_width, min_width or 0)
-    height = math.ceil(min_height / b) * b
-    full_columns = max(1, math.ceil((min_width - edge_width) / b))
+    edge_width = min(b, math.ceil(math.sqrt(m)))
+    edge_height = min(b, math.ceil(m / edge_width))
+    full_rows = max(1, math.ceil((max(b + edge_height, min_height or 0) - edge_height) / b))
+    full_columns = max(1, math.ceil((max(b + edge_width, min_width or 0) - edge_width) / b))
+    height = full_rows * b + edge_height
     width = full_columns * b + edge_width
-    y0, y1, x0, x1 = 0, b, full_columns * b, width
+    y0, y1, x0, x1 = full_rows * b, height, full_columns * b, width
     n = (y1 - y0) * (x1 - x0)
     changed = min(m, n)
     image_a = np.zeros((channels, height, width), dtype=np.uint8)
