@@ -105,6 +105,23 @@ def test_rows_hash_ignores_grid_but_not_data_or_classifier(tmp_path):
         assert validate_spec(other).rows_hash() != h
 
 
+def test_task_hashes_are_independent(tmp_path):
+    raw = base_spec(tmp_path)
+    plain = validate_spec(raw).task_hashes()
+    assert set(plain) == {"attribution"}
+    with_attacks = copy.deepcopy(raw)
+    with_attacks["attacks"] = {"reid": {"data": "synthetic:n_identities=4,per_identity=4"}}
+    hashes = validate_spec(with_attacks).task_hashes()
+    assert hashes["attribution"] == plain["attribution"]  # adding an attack keeps attribution rows
+    changed = copy.deepcopy(with_attacks)
+    changed["classifier"]["epochs"] = 2
+    changed["attacks"]["reid"]["variants"] = ["retrain"]  # variants only choose cells
+    other = validate_spec(changed).task_hashes()
+    assert other["attribution"] != hashes["attribution"] and other["reid"] == hashes["reid"]
+    changed["attacks"]["reid"]["train_per_identity"] = 3
+    assert validate_spec(changed).task_hashes()["reid"] != hashes["reid"]
+
+
 def test_yaml_file_and_builtin_demo(tmp_path):
     import yaml
 

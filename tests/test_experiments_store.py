@@ -56,22 +56,45 @@ def test_no_temp_files_left_and_rows_are_whole(tmp_path):
 def test_changed_spec_refused_then_moved_aside_with_force(tmp_path):
     store = ResultsStore(tmp_path)
     store.write_row("a", _row(rows_hash="old"))
-    (tmp_path / "experiment.json").write_text(json.dumps({"rows_hash": "old", "rows_key": {"classifier": {"epochs": 1}}}))
-    store.check_compatible("old", {"classifier": {"epochs": 1}})  # same spec: fine
-    with pytest.raises(SpecChangedError, match="classifier"):
-        store.check_compatible("new", {"classifier": {"epochs": 2}})
+    (tmp_path / "experiment.json").write_text(json.dumps(
+        {"task_hashes": {"attribution": "old"}, "task_keys": {"attribution": {"classifier": {"epochs": 1}}}}))
+    store.check_compatible({"attribution": "old"}, {"attribution": {"classifier": {"epochs": 1}}})  # same spec
+    with pytest.raises(SpecChangedError, match="attribution: classifier"):
+        store.check_compatible({"attribution": "new"}, {"attribution": {"classifier": {"epochs": 2}}})
     assert store.has("a")
-    store.check_compatible("new", {"classifier": {"epochs": 2}}, force=True)
+    store.check_compatible({"attribution": "new"}, {"attribution": {"classifier": {"epochs": 2}}}, force=True)
     assert not store.has("a")
     stale = list((tmp_path / "stale").rglob("a.json"))
     assert len(stale) == 1  # moved, never deleted
+
+
+def test_each_task_is_checked_against_its_own_key(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.write_row("attr", _row(rows_hash="A1"))
+    store.write_row("reid", {**_row(rows_hash="R1"), "task": "reid"})
+    # adding an attack, or changing the reid options, leaves the attribution rows valid
+    store.check_compatible({"attribution": "A1", "reid": "R1", "reconstruct": "C1"}, {})
+    with pytest.raises(SpecChangedError, match="reid"):
+        store.check_compatible({"attribution": "A1", "reid": "R2"}, {"attribution": {}, "reid": {}})
+    # a task the spec no longer runs only hides its rows
+    store.check_compatible({"attribution": "A1"}, {})
+    store.check_compatible({"attribution": "A1", "reid": "R2"}, {}, force=True)
+    assert store.has("attr") and not store.has("reid")
+
+
+def test_rows_stamped_with_the_legacy_whole_spec_hash_still_resume(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.write_row("a", _row(rows_hash="whole"))
+    store.check_compatible({"attribution": "A1"}, {}, legacy_hash="whole")
+    with pytest.raises(SpecChangedError):
+        store.check_compatible({"attribution": "A1"}, {}, legacy_hash="other")
 
 
 def test_foreign_rows_without_manifest_are_refused(tmp_path):
     store = ResultsStore(tmp_path)
     store.write_row("a", _row(rows_hash="other"))
     with pytest.raises(SpecChangedError):
-        store.check_compatible("mine", {})
+        store.check_compatible({"attribution": "mine"}, {})
 
 
 def test_csv_of_no_rows_is_empty_but_valid():
@@ -82,4 +105,4 @@ def test_changed_spec_without_finished_cells_is_accepted(tmp_path):
     # a run killed while building its data or GAN sources left a manifest but no row: nothing to protect
     store = ResultsStore(tmp_path)
     (tmp_path / "experiment.json").write_text(json.dumps({"rows_hash": "old", "rows_key": {"classifier": {"epochs": 1}}}))
-    store.check_compatible("new", {"classifier": {"epochs": 2}})
+    store.check_compatible({"attribution": "new"}, {"attribution": {"classifier": {"epochs": 2}}})

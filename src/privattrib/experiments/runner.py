@@ -182,7 +182,7 @@ def compose_row(cell: Cell, ob, result: dict, ctx: dict, wall_s: float) -> dict:
     row["describe"] = _describe(ob)
     row["cell_wall_s"] = result.get("wall_s", result.get("wall_seconds"))
     row["wall_s"] = round(wall_s, 3)
-    row["rows_hash"] = ctx["rows_hash"]
+    row["rows_hash"] = ctx["task_hashes"][cell.task]
     row["data_hash"] = ctx["data_hash"]
     row["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return row
@@ -212,6 +212,8 @@ def write_manifest(store: ResultsStore, spec: ExperimentSpec, env: dict, executo
         "spec": spec.to_dict(),
         "rows_hash": spec.rows_hash(),
         "rows_key": spec.rows_key(),
+        "task_hashes": spec.task_hashes(),
+        "task_keys": spec.task_keys(),
         "data_hash": spec.data_hash(),
         "environment": env,
         "executor": executor,
@@ -297,7 +299,7 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
         check_local_device(device)
     runner = make_executor(executor, address=address, num_gpus=gpus_per_cell)
     store = ResultsStore(outdir)
-    store.check_compatible(spec.rows_hash(), spec.rows_key(), force=force)
+    store.check_compatible(spec.task_hashes(), spec.task_keys(), legacy_hash=spec.rows_hash(), force=force)
     env = environment_info(device)
     write_manifest(store, spec, env, executor)
 
@@ -324,7 +326,7 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
             "context": {
                 "name": spec.name, "classifier": spec.classifier,
                 "work_dir": str(outdir / "models"), "obfuscated_fraction": spec.obfuscated_fraction,
-                "device": device, "progress": progress, "rows_hash": spec.rows_hash(), "data_hash": spec.data_hash(),
+                "device": device, "progress": progress, "task_hashes": spec.task_hashes(), "data_hash": spec.data_hash(),
                 "class_names": spec.class_names, "attacks": spec.attacks,
             },
         }

@@ -125,12 +125,30 @@ class ExperimentSpec:
         """Everything that decides the images and splits (hashing it names the data cache)."""
         return {"seed": self.seed, "data": self.data}
 
-    def rows_key(self) -> dict:
-        """Everything that, when changed, invalidates finished rows.
+    def task_keys(self) -> dict[str, dict]:
+        """Per task (``attribution``, ``reid``, ``reconstruct``), everything that, when changed,
+        invalidates that task's finished rows.
 
-        The grid itself (methods, scenarios, seeds) is not part of it: adding a method or a seed
-        only adds cells, and removing one only hides its rows.
+        The grid itself (methods, scenarios, seeds, an attack's ``methods`` and ``variants``) is not
+        part of it: adding a method or a seed only adds cells, and removing one only hides its
+        rows. Each task has its own key, so adding an attack to a finished experiment, or changing
+        the attribution classifier, leaves the other tasks' rows valid.
         """
+        keys: dict[str, dict] = {"attribution": {
+            "data": self.data_key(),
+            "classifier": self.classifier,
+            "obfuscated_fraction": self.obfuscated_fraction,
+        }}
+        for name, opts in self.attacks.items():
+            keys[name] = {"attack": name, **{k: v for k, v in opts.items() if k not in ("methods", "variants")}}
+        return keys
+
+    def task_hashes(self) -> dict[str, str]:
+        return {task: stable_hash(key) for task, key in self.task_keys().items()}
+
+    def rows_key(self) -> dict:
+        """The whole-spec key that rows were stamped with before per-task keys (kept so that rows
+        of an unchanged spec written by an older privattrib still resume)."""
         return {
             "data": self.data_key(),
             "classifier": self.classifier,

@@ -92,44 +92,53 @@ class ResultsStore:
             return None
         return json.loads(self.manifest_path.read_text(encoding="utf-8"))
 
-    def check_compatible(self, rows_hash: str, rows_key: dict, *, force: bool = False) -> None:
+    def check_compatible(self, task_hashes: dict[str, str], task_keys: dict[str, dict], *,
+                         legacy_hash: str | None = None, force: bool = False) -> None:
         """Refuse to resume into rows of another experiment unless ``force`` (then move them aside).
 
+        A finished row is valid when it carries the hash of its task in this spec (or
+        ``legacy_hash``, the whole-spec hash older versions stamped rows with). Rows of a task
+        this spec does not run are left alone (hidden, like rows of a removed method).
+
         Raises:
-            SpecChangedError: listing which parts of the spec changed.
+            SpecChangedError: naming the task and the parts of its key that changed.
         """
-        manifest = self.read_manifest()
-        stored = {self._rows_hash_of(p) for p in self.cells_dir.glob("*.json")}
-        stored.discard(None)
-        old_hash = manifest.get("rows_hash") if manifest else None
-        foreign = stored - {rows_hash}
-        if not stored or ((old_hash is None or old_hash == rows_hash) and not foreign):
-            return  # no finished cell of another spec to protect (e.g. killed while building the data)
-        changed = []
-        if manifest and "rows_key" in manifest:
-            old_key = manifest["rows_key"]
-            changed = [k for k in sorted(set(old_key) | set(rows_key))
-                       if json.dumps(old_key.get(k), sort_keys=True, default=str)
-                       != json.dumps(rows_key.get(k), sort_keys=True, default=str)]
+        accepted = {legacy_hash} if legacy_hash else set()
+        invalid: dict[str, list[Path]] = {}
+        for path in self.cells_dir.glob("*.json"):
+            try:
+                row = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            task = row.get("task", "attribution")
+            stamp = row.get("rows_hash")
+            if stamp is None or task not in task_hashes or stamp == task_hashes[task] or stamp in accepted:
+                continue
+            invalid.setdefault(task, []).append(path)
+        if not invalid:
+            return
         if not force:
-            what = f" ({', '.join(changed)} changed)" if changed else ""
+            manifest = self.read_manifest() or {}
+            old_keys = manifest.get("task_keys") or {}
+            changed = []
+            for task in sorted(invalid):
+                old, new = old_keys.get(task), task_keys.get(task, {})
+                if old is None and task == "attribution" and "rows_key" in manifest:
+                    old = {k: v for k, v in manifest["rows_key"].items() if k != "attacks"}
+                parts = [k for k in sorted(set(old or {}) | set(new))
+                         if json.dumps((old or {}).get(k), sort_keys=True, default=str)
+                         != json.dumps(new.get(k), sort_keys=True, default=str)] if old is not None else []
+                changed.append(f"{task}: {', '.join(parts)}" if parts else task)
             raise SpecChangedError(
-                f"{self.outdir} holds results of a different experiment spec{what}; "
+                f"{self.outdir} holds results of a different experiment spec ({'; '.join(changed)} changed); "
                 "its rows would not be comparable. Use another output directory, or --force to move "
                 f"the old rows to {self.outdir / 'stale'} and start over."
             )
-        stale = self.outdir / "stale" / f"{old_hash or 'unknown'}-{time.strftime('%Y%m%d-%H%M%S')}"
+        stale = self.outdir / "stale" / time.strftime("%Y%m%d-%H%M%S")
         stale.mkdir(parents=True, exist_ok=True)
-        for path in self.cells_dir.glob("*.json"):
-            if self._rows_hash_of(path) != rows_hash:
+        for paths in invalid.values():
+            for path in paths:
                 os.replace(path, stale / path.name)
-
-    @staticmethod
-    def _rows_hash_of(path: Path) -> str | None:
-        try:
-            return json.loads(path.read_text(encoding="utf-8")).get("rows_hash")
-        except (OSError, json.JSONDecodeError):
-            return None
 
     # -- rows -----------------------------------------------------------------------------
     def row_path(self, stem: str) -> Path:

@@ -126,7 +126,8 @@ def build_report(outdir: str | os.PathLike, out: str | os.PathLike | None = None
     store = ResultsStore(outdir)
     stems = manifest.get("cells")
     rows = store.rows(stems)
-    rows = [r for r in rows if r.get("rows_hash") in (None, manifest.get("rows_hash"))]
+    valid = {None, manifest.get("rows_hash"), *(manifest.get("task_hashes") or {}).values()}
+    rows = [r for r in rows if r.get("rows_hash") in valid]
     reid_rows = [r for r in rows if r.get("task") == "reid"]
     rec_rows = [r for r in rows if r.get("task") == "reconstruct"]
     all_rows, rows = rows, [r for r in rows if r.get("task", "attribution") == "attribution"]
