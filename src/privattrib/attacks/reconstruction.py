@@ -39,6 +39,7 @@ from privattrib.data.dataset import LabeledImages
 
 __all__ = [
     "DEFAULT_UNET_CFG",
+    "resolve_unet_cfg",
     "ReconstructionResult",
     "train_reconstructor",
     "restore",
@@ -83,6 +84,24 @@ def _autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
+def resolve_unet_cfg(unet_cfg: dict | None) -> dict:
+    """``unet_cfg`` merged over :data:`DEFAULT_UNET_CFG`, checked (ValueError naming what is wrong)."""
+    if unet_cfg is not None and not isinstance(unet_cfg, dict):
+        raise ValueError(f"U-Net options must be a mapping such as {{base: 16, epochs: 15}}, got {unet_cfg!r}")
+    cfg = {**DEFAULT_UNET_CFG, **(unet_cfg or {})}
+    unknown = sorted(set(cfg) - set(DEFAULT_UNET_CFG))
+    if unknown:
+        raise ValueError(f"unknown U-Net option(s) {unknown}; allowed: {sorted(DEFAULT_UNET_CFG)}")
+    try:
+        sizes_ok = int(cfg["epochs"]) >= 1 and int(cfg["batch_size"]) >= 1 and float(cfg["lr"]) > 0
+        sizes_ok = sizes_ok and int(cfg["base"]) >= 1 and int(cfg["depth"]) >= 1
+    except (TypeError, ValueError):
+        sizes_ok = False
+    if not sizes_ok:
+        raise ValueError(f"U-Net epochs, batch_size, base and depth must be integers >= 1 and lr > 0, got {cfg}")
+    return cfg
+
+
 def train_reconstructor(
     obfuscated,
     originals,
@@ -105,12 +124,7 @@ def train_reconstructor(
     Returns:
         :class:`ReconstructionResult` with the model in eval mode.
     """
-    cfg = {**DEFAULT_UNET_CFG, **(unet_cfg or {})}
-    unknown = sorted(set(cfg) - set(DEFAULT_UNET_CFG))
-    if unknown:
-        raise ValueError(f"unknown U-Net option(s) {unknown}; allowed: {sorted(DEFAULT_UNET_CFG)}")
-    if int(cfg["epochs"]) < 1 or int(cfg["batch_size"]) < 1 or float(cfg["lr"]) <= 0:
-        raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0, got {cfg}")
+    cfg = resolve_unet_cfg(unet_cfg)
     dev = resolve_device(device)
     x_all = _as_tensor(obfuscated, dev)
     y_all = _as_tensor(originals, dev)

@@ -37,6 +37,7 @@ from privattrib.training import as_uint8_tensor
 __all__ = [
     "VARIANTS",
     "DEFAULT_ARCH_CFG",
+    "check_arch_cfg",
     "obfuscate_once",
     "split_identity_set",
     "train_identity_classifier",
@@ -197,6 +198,24 @@ def _split_cfg(cfg: dict, seed: int, device) -> tuple[str, dict, Any]:
     options = {k: v for k, v in cfg.items() if k not in fields and k != "arch"}
     config = TrainConfig(**train_kw, seed=seed, device=str(device))
     return cfg["arch"], options, config
+
+
+def check_arch_cfg(arch_cfg: dict | str | None, image_size: int, in_channels: int) -> dict:
+    """Resolve and check network + loop options without training: builds the network once (so a
+    misspelt option or a size the network cannot take fails now, not in every cell).
+
+    Returns:
+        the resolved options; raises ValueError naming what is wrong.
+    """
+    from privattrib.attribution.models import make_classifier
+
+    cfg = _resolve_arch_cfg(arch_cfg)
+    try:
+        arch, options, _ = _split_cfg(cfg, 0, "cpu")
+        make_classifier(arch, num_classes=2, image_size=image_size, in_channels=in_channels, seed=0, **options)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from exc
+    return cfg
 
 
 def train_identity_classifier(

@@ -545,11 +545,21 @@ def _validate_attacks(value: Any, base: Path, data: dict, methods: list[str]) ->
             res["max_identities"] = _int(opts["max_identities"], f"{where}.max_identities", minimum=2)
         for key in ("arch", "unet"):
             if opts.get(key) is not None:
-                if isinstance(opts[key], str):
+                if isinstance(opts[key], str) and key == "arch":
                     opts[key] = {"arch": opts[key]}
                 if not isinstance(opts[key], dict):
                     raise SpecError(f"{where}.{key}: must be a mapping of options, got {opts[key]!r}")
                 res[key] = dict(opts[key])
+        # Build the networks' options once now, so a typo fails before any cell runs.
+        from privattrib.attacks.reconstruction import resolve_unet_cfg
+        from privattrib.attacks.reid import check_arch_cfg
+
+        try:
+            check_arch_cfg(res.get("arch"), res["size"], res["channels"])
+            if name == "reconstruct":
+                resolve_unet_cfg(res.get("unet"))
+        except ValueError as exc:
+            raise SpecError(f"{where}: {exc}") from exc
         if name == "reid":
             variants = opts.get("variants", ["retrain", "no-retrain"])
             if isinstance(variants, str):
