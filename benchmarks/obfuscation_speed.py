@@ -131,6 +131,20 @@ def _cuda_bench(fn, n, reps=20):
     return n / best
 
 
+def sums_int8_matmul(x, b: int):
+    """Cell sums of uint8 N x C x S x S (b divides S) on int8 tensor cores: x - 128 as int8 (a XOR
+    and a reinterpreting view), one ``torch._int_mm`` against a 0/1 column-membership matrix for the
+    row sums of each cell, then b rows summed on the 16x smaller int32 result. Exact (|sum| < 2**31)."""
+    import torch
+
+    n, c, s, _ = x.shape
+    g = s // b
+    members = (torch.arange(s, device=x.device)[:, None] // b == torch.arange(g, device=x.device)[None, :])
+    shifted = (x ^ 128).view(torch.int8).view(n * c * s, s)
+    partial = torch._int_mm(shifted, members.to(torch.int8))  # (N*C*S, g) int32
+    return partial.view(n, c, g, b, g).sum(3) + 128 * b * b
+
+
 def kernel_variants(n: int, b: int, compile_: bool) -> None:
     """Time candidate CUDA kernels for cell sums and upsampling (how the GPU path was chosen)."""
     import torch
@@ -143,6 +157,9 @@ def kernel_variants(n: int, b: int, compile_: bool) -> None:
     sums_b = lambda: x.view(n, 3, g, b, s).sum(3, dtype=torch.int32).view(n, 3, g, g, b).sum(-1)  # noqa: E731
     sums_c = lambda: F.avg_pool2d(x.float(), b)  # noqa: E731
     sums_d = lambda: F.avg_pool2d(x.half(), b)  # noqa: E731
+    sums_e = lambda: sums_int8_matmul(x, b)  # noqa: E731
+    if not torch.equal(sums_e(), sums_a()):
+        raise AssertionError("int8 matmul cell sums differ from the reference")
     means = torch.randint(0, 256, (n, 3, g, g), dtype=torch.uint8, device="cuda")
     up_a = lambda: means[:, :, :, None, :, None].expand(n, 3, g, b, g, b).reshape(n, 3, s, s)  # noqa: E731
     up_b = lambda: F.interpolate(means, scale_factor=b, mode="nearest")  # noqa: E731
@@ -152,6 +169,7 @@ def kernel_variants(n: int, b: int, compile_: bool) -> None:
     copy = lambda: x.clone()  # noqa: E731
     rows = {
         "sums view.sum((3,5))": sums_a, "sums two-stage": sums_b, "avg_pool float": sums_c, "avg_pool half": sums_d,
+        "sums int8 matmul": sums_e,
         "up expand+reshape": up_a, "up interpolate": up_b, "up repeat_interleave": up_c, "up copy_ into view": up_d,
         "clone": copy,
     }

@@ -172,6 +172,21 @@ def cell_key(cell: dict, args) -> str:
     return stable_hash({**cell, "epochs_scale": args.epochs_scale, "size": args.tag})
 
 
+def check_sets(out: Path, sets_dir: Path) -> None:
+    """Refuse to mix rows of different prepared sets in one --out: the cell keys do not include
+    the sets (rows made at 32 px would count as done for a 96 px run with the same tag)."""
+    info = {"sets": str(sets_dir.resolve()),
+            "files": {p.name: p.stat().st_size for p in sorted(sets_dir.glob("*.npz"))}}
+    path = out / "sets.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != info:
+            raise SystemExit(f"{out} holds rows made from the sets {old['sets']} {old['files']}, not "
+                             f"{info['sets']} {info['files']}: use another --out")
+    else:
+        path.write_text(json.dumps(info, indent=1))
+
+
 def done_keys(out: Path) -> set[str]:
     keys = set()
     for path in out.glob("rows-*.jsonl"):
@@ -195,6 +210,7 @@ def run(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "grids").mkdir(exist_ok=True)
+    check_sets(out, Path(args.sets))
     cells = build_cells(args)[shard::shards]
     finished = done_keys(out)
     todo = [c for c in cells if cell_key(c, args) not in finished]
