@@ -18,7 +18,9 @@ Three steps (each resumable; rows are appended to JSONL files keyed by a hash of
 
 Protocols: ``yaleb-8/2`` (AT&T-like: 8 training and 2 test images per person, 38 people),
 ``yaleb-48/12`` (a larger training set from Yale B's 64 lighting conditions), ``celeba-4/1``
-(500 CelebA identities drawn with seed 0 from the 2,000 x 5 subset, 4 training / 1 test image).
+(500 CelebA identities drawn with seed 0 from the 2,000 x 5 subset, 4 training / 1 test image),
+``celeba-500of2000-4/1`` (500 targets drawn per seed from all 2,000 people, so that
+``--pretrain-others`` can give a stronger attacker the other 1,500 people to pretrain on).
 """
 
 from __future__ import annotations
@@ -79,7 +81,10 @@ PROTOCOLS = {
     "yaleb-8/2": ("yaleb.npz", 8, 2, 40, 32),
     "celeba-4/1": ("celeba.npz", 4, 1, 30, 64),
     "yaleb-48/12": ("yaleb.npz", 48, 12, 30, 64),
+    "celeba-500of2000-4/1": ("celeba-all.npz", 4, 1, 30, 64),
 }
+#: protocols whose targets are a subset of the set's people (the rest can serve for pretraining)
+MAX_IDENTITIES = {"celeba-500of2000-4/1": 500}
 #: Fan 2018, Table 3 (AT&T, 40 people, 8 train / 2 test, b = 16, m = 16), top-1 accuracy in %.
 FAN2018 = {
     "none": None,
@@ -113,6 +118,10 @@ def prepare(args) -> None:
         _save(out / "celeba.npz", part, {"source": "CelebA img_align_celeba, yu2019 crop",
                                          "size": args.celeba_size, "identities_drawn": len(chosen)})
         print(f"celeba: {part.images.shape}, {len(chosen)} identities")
+        every = faces.subset(np.flatnonzero(np.isin(ids, eligible)))
+        _save(out / "celeba-all.npz", every, {"source": "CelebA img_align_celeba, yu2019 crop",
+                                              "size": args.celeba_size, "identities": len(eligible)})
+        print(f"celeba-all: {every.images.shape}, {len(eligible)} identities")
 
 
 def _save(path: Path, data, info: dict) -> None:
@@ -150,6 +159,9 @@ def build_cells(args) -> list[dict]:
                         continue
                     cells.append({"attack": "reid", "protocol": protocol, "method": method, "seed": seed,
                                   "variant": variant, "arch": "mcpherson2016"})
+                if args.pretrain_others and protocol in MAX_IDENTITIES:
+                    cells.append({"attack": "reid", "protocol": protocol, "method": method, "seed": seed,
+                                  "variant": "retrain", "arch": "mcpherson2016", "pretrain": "others"})
     if not args.no_reconstruct:
         for seed in seeds:
             for method in (args.recon_methods or RECON_METHODS):
@@ -174,17 +186,16 @@ def cell_key(cell: dict, args) -> str:
 
 def check_sets(out: Path, sets_dir: Path) -> None:
     """Refuse to mix rows of different prepared sets in one --out: the cell keys do not include
-    the sets (rows made at 32 px would count as done for a 96 px run with the same tag)."""
-    info = {"sets": str(sets_dir.resolve()),
-            "files": {p.name: p.stat().st_size for p in sorted(sets_dir.glob("*.npz"))}}
+    the sets (rows made at 32 px would count as done for a 96 px run with the same tag). A set file
+    added since is fine; one that changed size, or another sets folder, is refused."""
+    now = {p.name: p.stat().st_size for p in sorted(sets_dir.glob("*.npz"))}
     path = out / "sets.json"
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old != info:
-            raise SystemExit(f"{out} holds rows made from the sets {old['sets']} {old['files']}, not "
-                             f"{info['sets']} {info['files']}: use another --out")
-    else:
-        path.write_text(json.dumps(info, indent=1))
+    old = json.loads(path.read_text()) if path.is_file() else {"sets": str(sets_dir.resolve()), "files": {}}
+    changed = {n: (size, now.get(n)) for n, size in old["files"].items() if now.get(n) != size}
+    if old["sets"] != str(sets_dir.resolve()) or changed:
+        raise SystemExit(f"{out} holds rows made from the sets {old['sets']} {old['files']}, not "
+                         f"{sets_dir.resolve()} {now}: use another --out")
+    path.write_text(json.dumps({"sets": old["sets"], "files": {**old["files"], **now}}, indent=1))
 
 
 def done_keys(out: Path) -> set[str]:
@@ -223,7 +234,7 @@ def run(args) -> None:
         if file not in sets:
             sets[file] = _load(Path(args.sets) / file)
         data = sets[file]
-        max_ids = None
+        max_ids = MAX_IDENTITIES.get(cell["protocol"])
         epochs = max(1, round(epochs * args.epochs_scale))
         arch_cfg = {"arch": cell["arch"], "epochs": epochs, "batch_size": batch, "lr": 1e-3}
         work = out / "models"
@@ -231,7 +242,8 @@ def run(args) -> None:
         try:
             if cell["attack"] == "reid":
                 row = run_reid_cell(data, cell["method"], cell["seed"], arch_cfg, work, n_train, n_test,
-                                    variant=cell["variant"], device=args.device, max_identities=max_ids)
+                                    variant=cell["variant"], device=args.device, max_identities=max_ids,
+                                    pretrain=cell.get("pretrain"))
             else:
                 grid = out / "grids" / f"{cell['method'].replace(':', '_').replace(',', '_').replace('=', '')}" \
                                        f"-s{cell['seed']}.png"
@@ -294,7 +306,9 @@ def table(args) -> None:
         lines.append(f"\n#### {protocol}: {first['n_identities']} people, {first['n_train']} training / "
                      f"{first['n_test']} test images, {first['image_shape'][1]}x{first['image_shape'][2]} "
                      f"{'grey' if first['image_shape'][0] == 1 else 'RGB'}, chance {100 * first['chance']:.2f}%\n")
-        archs = sorted({r["arch"] for r in sub}, key=lambda a: a != "mcpherson2016")
+        for r in sub:  # a pretrained attacker is its own column
+            r["arch"] = r["arch"] + (" pretrained on others" if r.get("pretrain") else "")
+        archs = sorted({r["arch"] for r in sub}, key=lambda a: (a != "mcpherson2016", a))
         header = ["method"]
         for arch in archs:
             header.append(f"{arch} retrain")
@@ -376,6 +390,9 @@ def main(argv=None) -> None:
     r.add_argument("--shard", default="0/1", help="i/n: run every n-th cell starting at i")
     r.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every epoch count (CPU runs)")
     r.add_argument("--resnet", action="store_true", help="also the stronger resnet18 (retrain)")
+    r.add_argument("--pretrain-others", action="store_true",
+                   help="also an attacker pretrained on the people outside the targets (retrain; "
+                        "protocols with a target subset only)")
     r.add_argument("--arch-only", default=None, help="keep only the cells of this network")
     r.add_argument("--no-reconstruct", action="store_true")
     r.add_argument("--recon-only", action="store_true", help="only the reconstruction cells")

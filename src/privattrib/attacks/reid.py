@@ -9,6 +9,11 @@ Variants:
   test images: the attacker obfuscates images he already knows and learns what survives.
 - ``no-retrain``: trained on clean images, tested on obfuscated ones (a naive attacker).
 
+``pretrain="others"`` models a stronger attacker who also holds face images of *other* people (a
+public face data set): the network is first trained to tell those people apart, on their images
+obfuscated the same way, and then fine-tuned on the targets (its last layer replaced). With few
+images per target (CelebA: 4) this transfers what identity looks like under the obfuscation.
+
 Noise is drawn ONCE per image: each split is obfuscated a single time before training, with the
 noise a function of (seed, image key) (redrawing noise each epoch would be data augmentation and
 inflate the attack's accuracy). The classifier is trained by the one shared loop of
@@ -36,6 +41,8 @@ from privattrib.training import as_uint8_tensor
 
 __all__ = [
     "VARIANTS",
+    "PRETRAIN_CHOICES",
+    "other_people",
     "DEFAULT_ARCH_CFG",
     "check_arch_cfg",
     "obfuscate_once",
@@ -52,6 +59,9 @@ VARIANTS = ("retrain", "no-retrain")
 #: Training options of the re-identification classifier. Keys that are fields of
 #: :class:`privattrib.training.TrainConfig` go to the loop; ``arch`` names the network; every
 #: other key is an option of that network (e.g. ``dropout``).
+#: ``pretrain`` choices of :func:`run_reid_cell`: None (from scratch) or "others" (see the module doc).
+PRETRAIN_CHOICES = (None, "others")
+
 DEFAULT_ARCH_CFG: dict[str, Any] = {
     "arch": "mcpherson2016",
     "epochs": 40,
@@ -177,6 +187,46 @@ def split_identity_set(
     return pick(train_idx), pick(test_idx)
 
 
+def other_people(data: LabeledImages, *splits: LabeledImages) -> LabeledImages:
+    """The images of ``data`` whose person appears in none of ``splits`` (matched by image key),
+    labelled 0..K'-1 over those people: an attacker's auxiliary set of other people.
+
+    Raises:
+        ValueError: when fewer than two other people are left (e.g. every person is a target).
+    """
+    use_ids = data.identities is not None and bool(np.all(np.asarray(data.identities) >= 0))
+    people = np.asarray(data.identities if use_ids else data.labels, dtype=np.int64)
+    used_keys = {k for part in splits for k in part.keys}
+    targets = {int(p) for p, k in zip(people, data.keys) if k in used_keys}
+    index = np.flatnonzero(~np.isin(people, np.fromiter(targets, np.int64, len(targets))))
+    kept, labels = np.unique(people[index], return_inverse=True)
+    if len(kept) < 2:
+        raise ValueError(
+            f"pretraining on other people needs at least 2 people outside the targets, found {len(kept)}; "
+            "use max_identities to keep some people out of the targets"
+        )
+    part = data.subset(index)
+    return LabeledImages(images=part.images, labels=labels.astype(np.int64), class_names=[str(int(p)) for p in kept],
+                         keys=part.keys, identities=part.identities, meta={**part.meta, "role": "other people"})
+
+
+def _replace_last_linear(model: torch.nn.Module, num_classes: int, seed: int) -> None:
+    """Swap the model's last ``nn.Linear`` for a fresh one with ``num_classes`` outputs."""
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            last = name
+    if last is None:
+        raise ValueError(f"{type(model).__name__} has no linear layer to replace for fine-tuning")
+    parent_name, _, child = last.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    old = getattr(parent, child)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = torch.nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+    setattr(parent, child, fresh.to(old.weight.device, old.weight.dtype))
+
+
 def _resolve_arch_cfg(arch_cfg: dict | str | None) -> dict:
     if isinstance(arch_cfg, str):  # just a network name
         arch_cfg = {"arch": arch_cfg}
@@ -227,6 +277,7 @@ def train_identity_classifier(
     seed: int = 0,
     device: str | torch.device = "auto",
     progress: bool = False,
+    pretrain_on: tuple[Any, np.ndarray, int] | None = None,
 ) -> torch.nn.Module:
     """Train an identity classifier with the shared loop.
 
@@ -236,6 +287,8 @@ def train_identity_classifier(
         num_classes: K.
         arch_cfg: network and loop options, merged over :data:`DEFAULT_ARCH_CFG`.
         seed: weight initialisation and batch order.
+        pretrain_on: ``(images, labels, K')`` of other people: train on them first (same options),
+            then replace the last linear layer and fine-tune on ``images``.
 
     Returns:
         the trained model (``model.classifier_config`` records the network's options).
@@ -248,8 +301,15 @@ def train_identity_classifier(
     shape = tuple(images.shape)
     if len(shape) != 4 or shape[2] != shape[3]:
         raise ValueError(f"identity classifier needs square uint8 N x C x S x S images, got {shape}")
-    model = make_classifier(arch, num_classes=num_classes, image_size=shape[3], in_channels=shape[1],
-                            seed=seed, **options)
+    if pretrain_on is not None:
+        aux_images, aux_labels, aux_classes = pretrain_on
+        model = make_classifier(arch, num_classes=aux_classes, image_size=shape[3], in_channels=shape[1],
+                                seed=seed, **options)
+        model = train_classifier(model, aux_images, np.asarray(aux_labels), config=config, progress=progress).model
+        _replace_last_linear(model, num_classes, seed)
+    else:
+        model = make_classifier(arch, num_classes=num_classes, image_size=shape[3], in_channels=shape[1],
+                                seed=seed, **options)
     result = train_classifier(model, images, np.asarray(labels), config=config, progress=progress)
     return result.model
 
@@ -262,8 +322,10 @@ def clean_identity_classifier(
     work_dir: str | Path | None,
     device: str | torch.device = "auto",
     progress: bool = False,
+    others: LabeledImages | None = None,
 ) -> tuple[torch.nn.Module, bool]:
-    """The classifier trained on CLEAN ``train`` images, cached in ``work_dir``.
+    """The classifier trained on CLEAN ``train`` images (after pretraining on the clean images of
+    ``others`` when given), cached in ``work_dir``.
 
     The cache key is a hash of the training keys, labels and pixels, the image shape, the
     resolved options and the seed, so every method of a grid (and a resumed run) reuses one model. The
@@ -278,8 +340,13 @@ def clean_identity_classifier(
     # the pixels too: the same keys and shape can hold other pixels (another crop, colour mode or
     # copy of the same files), and a model trained on those must not be reused
     pixels = hashlib.blake2b(np.ascontiguousarray(train.images).data, digest_size=16).hexdigest()
-    key = stable_hash({"keys": list(train.keys), "labels": np.asarray(train.labels).tolist(),
-                       "shape": list(train.images.shape), "pixels": pixels, "cfg": cfg, "seed": seed}, length=20)
+    identity = {"keys": list(train.keys), "labels": np.asarray(train.labels).tolist(),
+                "shape": list(train.images.shape), "pixels": pixels, "cfg": cfg, "seed": seed}
+    if others is not None:
+        identity["pretrain_others"] = {
+            "keys": list(others.keys), "labels": np.asarray(others.labels).tolist(),
+            "pixels": hashlib.blake2b(np.ascontiguousarray(others.images).data, digest_size=16).hexdigest()}
+    key = stable_hash(identity, length=20)
     path = Path(work_dir) / f"reid-clean-{cfg['arch']}-{key}.pt" if work_dir is not None else None
     dev = resolve_device(device)
     if path is not None and path.exists():
@@ -290,8 +357,9 @@ def clean_identity_classifier(
                                 in_channels=shape[1], seed=seed, **options)
         model.load_state_dict(state["state_dict"])
         return model.to(dev).eval(), True
+    pretrain_on = (others.images, others.labels, others.num_classes) if others is not None else None
     model = train_identity_classifier(train.images, train.labels, train.num_classes, arch_cfg=cfg, seed=seed,
-                                      device=dev, progress=progress)
+                                      device=dev, progress=progress, pretrain_on=pretrain_on)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -337,6 +405,7 @@ def run_reid_cell(
     device: str = "auto",
     progress: bool = False,
     max_identities: int | None = None,
+    pretrain: str | None = None,
 ) -> dict:
     """One re-identification result row (one method, one seed, one variant).
 
@@ -351,6 +420,10 @@ def run_reid_cell(
         device: ``"auto"``, ``"cpu"``, ``"cuda"``.
         progress: show the training loop's progress bar.
         max_identities: keep at most this many people (drawn by seed), e.g. 500 of CelebA's 2,000.
+        pretrain: None, or ``"others"``: first train on every image of the people left out of the
+            targets (obfuscated like the targets' images for ``retrain``, clean for
+            ``no-retrain``), then fine-tune on the targets; needs ``max_identities`` (or people
+            with too few images) to leave at least two people out.
 
     Returns:
         dict with attack, variant, method, epsilon, method_describe, arch, arch_cfg, seed,
@@ -359,21 +432,27 @@ def run_reid_cell(
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if pretrain not in PRETRAIN_CHOICES:
+        raise ValueError(f"pretrain must be one of {PRETRAIN_CHOICES}, got {pretrain!r}")
     start = time.perf_counter()
     dev = resolve_device(device)
     ob = _make(obfuscation)
     cfg = _resolve_arch_cfg(arch_cfg)
     train, test = split_identity_set(identity_set, train_per_identity, test_per_identity, seed=seed,
                                      max_identities=max_identities)
+    others = other_people(identity_set, train, test) if pretrain == "others" else None
     obf_test = obfuscate_once(ob, test, seed, device=dev)
     if variant == "retrain":
         obf_train = obfuscate_once(ob, train, seed, device=dev)
+        pretrain_on = None
+        if others is not None:  # the attacker obfuscates his other people's images the same way
+            pretrain_on = (obfuscate_once(ob, others, seed, device=dev), others.labels, others.num_classes)
         model = train_identity_classifier(obf_train, train.labels, train.num_classes, arch_cfg=cfg, seed=seed,
-                                          device=dev, progress=progress)
+                                          device=dev, progress=progress, pretrain_on=pretrain_on)
         cached = False
     else:
         model, cached = clean_identity_classifier(train, arch_cfg=cfg, seed=seed, work_dir=work_dir, device=dev,
-                                                  progress=progress)
+                                                  progress=progress, others=others)
     accuracy = identity_accuracy(model, obf_test, test.labels, device=dev)
     top5 = identity_accuracy(model, obf_test, test.labels, device=dev, top_k=5)
     row = {
@@ -392,6 +471,9 @@ def run_reid_cell(
         "train_per_identity": train_per_identity,
         "test_per_identity": test_per_identity,
         "max_identities": max_identities,
+        "pretrain": pretrain,
+        "n_pretrain": len(others) if others is not None else 0,
+        "n_pretrain_identities": others.num_classes if others is not None else 0,
         "image_shape": list(identity_set.images.shape[1:]),
         "clean_model_cached": cached,
         "device": str(dev),

@@ -106,6 +106,9 @@ def reid_command(
     train_per_identity: int = typer.Option(8, help="training images per person (AT&T: 8)"),
     test_per_identity: int = typer.Option(2, help="test images per person (AT&T: 2)"),
     max_identities: Optional[int] = typer.Option(None, help="keep at most this many people (drawn by seed)"),
+    pretrain_on_others: bool = typer.Option(False, "--pretrain-on-others", help="a stronger attacker: first "
+                                            "learn to tell apart the people left out by --max-identities (their "
+                                            "images obfuscated the same way), then fine-tune on the targets"),
     size: int = typer.Option(32, help="image side in pixels after loading"),
     epochs: int = typer.Option(40, help="classifier training epochs"),
     batch_size: int = typer.Option(32),
@@ -122,7 +125,8 @@ def reid_command(
     try:
         row = run_reid_cell(identity_set, method, seed, _arch_cfg(arch, epochs, batch_size, lr), work_dir,
                             train_per_identity=train_per_identity, test_per_identity=test_per_identity,
-                            variant=variant, device=device, progress=not json_out, max_identities=max_identities)
+                            variant=variant, device=device, progress=not json_out, max_identities=max_identities,
+                            pretrain="others" if pretrain_on_others else None)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     row["data"] = data
@@ -130,8 +134,8 @@ def reid_command(
         _emit_json(row)
     else:
         _show_row(f"re-identification, {row['method']} ({variant})", row,
-                  ["accuracy", "top5_accuracy", "chance", "n_identities", "n_train", "n_test", "arch", "seed",
-                   "psnr_obfuscated", "ssim_obfuscated", "wall_s"])
+                  ["accuracy", "top5_accuracy", "chance", "n_identities", "n_train", "n_test", "n_pretrain",
+                   "n_pretrain_identities", "arch", "seed", "psnr_obfuscated", "ssim_obfuscated", "wall_s"])
 
 
 @attack_app.command("reconstruct")
