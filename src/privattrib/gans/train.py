@@ -78,9 +78,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "quality_samples": 500,
         "arch_overrides": _NARROW_NET_OVERRIDES,
     },
-    # The tiny recipe at 64 x 64 with more steps: about 3 minutes per architecture on 2 CPU cores
-    # (sngan 1.2, progan 1.5, wgan-gp 3, dcgan/lsgan 6 steps/s measured), for CPU-only 64 px
-    # experiments (examples/celeba-attribution-cpu64.yaml).
+    # The tiny recipe at 64 x 64 with more steps: 3.5-6.5 minutes per architecture with one thread
+    # (docs/gans.md), for CPU-only 64 px experiments (examples/celeba-attribution-cpu64.yaml).
+    # dcgan makes faces, wgan-gp and sngan face-like blobs; lsgan and progan do not learn in
+    # this budget (KID 70 and 100).
     "cpu-64": {
         "size": 64,
         "width": {"progan": 8},
