@@ -56,16 +56,17 @@ __all__ = [
 
 VARIANTS = ("retrain", "no-retrain")
 
-#: Training options of the re-identification classifier. Keys that are fields of
-#: :class:`privattrib.training.TrainConfig` go to the loop; ``arch`` names the network; every
-#: other key is an option of that network (e.g. ``dropout``).
 #: ``pretrain`` choices of :func:`run_reid_cell`: None (from scratch) or "others" (see the module doc).
 PRETRAIN_CHOICES = (None, "others")
 #: Learning-rate cap of both phases with pretraining. Telling 1,500 CelebA people apart from 5
-#: images each, mcpherson2016 at Adam lr 1e-3 died (loss stuck at ln K, every ReLU off) and the
-#: fine-tuned attacker was at chance; at 3e-4 it learns (32 px: 11.2% vs 3.4-3.6% from scratch).
+#: images each, mcpherson2016 at Adam lr 1e-3 never learned (loss stuck at ln K: the same scores
+#: for every face) and the fine-tuned attacker was at chance; at 3e-4 it learns (32 px: 11.2%
+#: against 3.4-3.6% from scratch).
 PRETRAIN_MAX_LR = 3e-4
 
+#: Training options of the re-identification classifier. Keys that are fields of
+#: :class:`privattrib.training.TrainConfig` go to the loop; ``arch`` names the network; every
+#: other key is an option of that network (e.g. ``dropout``).
 DEFAULT_ARCH_CFG: dict[str, Any] = {
     "arch": "mcpherson2016",
     "epochs": 40,
