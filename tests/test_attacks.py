@@ -289,16 +289,16 @@ def test_other_people_are_disjoint_from_the_targets(att_like):
 
 
 def test_pretraining_on_other_people_helps_a_data_poor_attacker(att_like, tmp_path):
-    """Two training images per target: learning identity on 30 other people first should not hurt
-    and, on these generated faces, helps."""
-    cfg = {"epochs": 8, "batch_size": 32}
+    """Two training images per target: learning identity on 30 other people first helps (on these
+    generated faces, 20 test images per seed: 60 / 50 / 55% against 55 / 40 / 25% from scratch)."""
+    cfg = {"epochs": 15, "batch_size": 32}
     kw = dict(train_per_identity=2, test_per_identity=2, max_identities=10)
-    scratch = run_reid_cell(att_like, "pixelate:b=2", 0, cfg, tmp_path, **kw)
-    strong = run_reid_cell(att_like, "pixelate:b=2", 0, cfg, tmp_path, pretrain="others", **kw)
-    assert (strong["pretrain"], strong["n_pretrain"], strong["n_pretrain_identities"]) == ("others", 300, 30)
-    assert scratch["pretrain"] is None and scratch["n_pretrain"] == 0
-    assert strong["n_identities"] == scratch["n_identities"] == 10
-    assert strong["accuracy"] > scratch["accuracy"]  # 0.6 vs 0.25 here
+    scratch = [run_reid_cell(att_like, "pixelate:b=2", s, cfg, tmp_path, **kw) for s in (0, 1, 2)]
+    strong = [run_reid_cell(att_like, "pixelate:b=2", s, cfg, tmp_path, pretrain="others", **kw) for s in (0, 1, 2)]
+    assert (strong[0]["pretrain"], strong[0]["n_pretrain"], strong[0]["n_pretrain_identities"]) == ("others", 300, 30)
+    assert scratch[0]["pretrain"] is None and scratch[0]["n_pretrain"] == 0
+    assert strong[0]["n_identities"] == scratch[0]["n_identities"] == 10
+    assert np.mean([r["accuracy"] for r in strong]) > np.mean([r["accuracy"] for r in scratch]) + 0.05
     clean = run_reid_cell(att_like, "pixelate:b=2", 0, cfg, tmp_path, variant="no-retrain", pretrain="others", **kw)
     assert clean["clean_model_cached"] is False  # its cache entry differs from the scratch model's
     with pytest.raises(ValueError, match="pretrain"):

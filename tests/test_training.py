@@ -60,6 +60,28 @@ def test_training_is_reproducible_with_a_seed_on_cpu():
     assert [h["loss"] for h in a.history] != [h["loss"] for h in c.history]  # the seed matters
 
 
+def test_dropout_does_not_depend_on_what_ran_before():
+    # mcpherson2016 has dropout, which draws from torch's global RNG: a cell of a resumed grid
+    # must train exactly as in the uninterrupted run, whatever the process did before it
+    import privattrib.attacks.models  # noqa: F401  (registers mcpherson2016)
+
+    x, y = fingerprinted(64, 2, 16, 30.0, seed=0)
+
+    def train(global_seed):
+        torch.manual_seed(global_seed)
+        model = make_classifier("mcpherson2016", num_classes=2, image_size=16, in_channels=3, seed=0)
+        result = train_classifier(model, torch.from_numpy(x), torch.from_numpy(y),
+                                  TrainConfig(epochs=2, batch_size=16, seed=3, device="cpu"))
+        return torch.cat([p.detach().flatten() for p in result.model.parameters()])
+
+    assert torch.equal(train(1), train(2))
+    # and the caller's global RNG is left as it was
+    model = make_classifier("mcpherson2016", num_classes=2, image_size=16, in_channels=3, seed=0)
+    state = torch.get_rng_state()
+    train_classifier(model, torch.from_numpy(x), torch.from_numpy(y), TrainConfig(epochs=1, device="cpu"))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_resnet18_trains_and_reports_resolved_config():
     x, y = fingerprinted(64, 2, 16, 30.0, seed=0)
     model = make_classifier("resnet18", num_classes=2, image_size=16, width=8, seed=0)

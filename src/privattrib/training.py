@@ -329,7 +329,14 @@ def train_classifier(
     history: list[dict[str, float]] = []
     best = (-1.0, 0, None)  # (val accuracy, epoch, state)
 
-    with _Progress(progress, config.epochs * steps_per_epoch, description) as bar:
+    # Dropout and other in-model randomness draw from torch's global RNG: seed it from the config
+    # (restored afterwards) so a run does not depend on what the process did before, e.g. on
+    # which cells a resumed grid skipped.
+    rng_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=rng_devices), \
+            _Progress(progress, config.epochs * steps_per_epoch, description) as bar:
+        torch.manual_seed((int(config.seed) * 0x9E3779B1 + 0x7F4A7C15) % 2**63)
         for epoch in range(1, config.epochs + 1):
             epoch_start = time.perf_counter()
             model.train()
