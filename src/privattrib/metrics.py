@@ -142,16 +142,19 @@ def mean_utility(originals: Any, others: Any) -> dict[str, float]:
     """
     import torch
 
+    def as_numpy(values) -> np.ndarray:
+        return np.atleast_1d(np.asarray(values.double().cpu() if isinstance(values, torch.Tensor) else values,
+                                        dtype=np.float64))
+
     if len(originals) == 0:
         return {}
     a, _, _ = _as_nchw_pair(originals, others, "mean_utility")
-    names = ["mse", "psnr"] + (["ssim"] if min(a.shape[-2:]) >= 2 * _SSIM_RADIUS + 1 else [])
-    out = {}
-    for name in names:
-        values = globals()[name](originals, others)
-        values = np.asarray(values.double().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
-        finite = values[np.isfinite(values)]
-        out[name] = float(finite.mean()) if len(finite) else float("inf")
+    errors = as_numpy(mse(originals, others))  # PSNR is derived from these, not computed again
+    changed = errors[errors > 0]
+    out = {"mse": float(errors.mean()),
+           "psnr": float(np.mean(10.0 * np.log10(_DATA_RANGE**2 / changed))) if len(changed) else float("inf")}
+    if min(a.shape[-2:]) >= 2 * _SSIM_RADIUS + 1:
+        out["ssim"] = float(as_numpy(ssim(originals, others)).mean())
     return out
 
 
