@@ -124,6 +124,13 @@ def obfuscate_once(
     return obfuscate_images(ob, data.images, list(data.keys), seed, dev, chunk=batch_size)
 
 
+def _people_of(data: LabeledImages) -> tuple[bool, np.ndarray]:
+    """(whether ``identities`` name the people, the person of every image): ``data.identities``
+    when every image has one (CelebA), else ``data.labels`` (identity folder sets)."""
+    use_ids = data.identities is not None and bool(np.all(np.asarray(data.identities) >= 0))
+    return use_ids, np.asarray(data.identities if use_ids else data.labels, dtype=np.int64)
+
+
 def split_identity_set(
     data: LabeledImages,
     train_per_identity: int = 8,
@@ -155,8 +162,7 @@ def split_identity_set(
         )
     if max_identities is not None and max_identities < 2:
         raise ValueError(f"max_identities must be >= 2, got {max_identities}")
-    use_ids = data.identities is not None and bool(np.all(np.asarray(data.identities) >= 0))
-    people = np.asarray(data.identities if use_ids else data.labels, dtype=np.int64)
+    use_ids, people = _people_of(data)
     parts = split_per_identity(people, train=train_per_identity, test=test_per_identity, seed=seed)
     train_idx, test_idx = np.asarray(parts["train"], dtype=np.int64), np.asarray(parts["test"], dtype=np.int64)
     kept = np.unique(people[np.concatenate([train_idx, test_idx])])
@@ -199,8 +205,7 @@ def other_people(data: LabeledImages, *splits: LabeledImages) -> LabeledImages:
     Raises:
         ValueError: when fewer than two other people are left (e.g. every person is a target).
     """
-    use_ids = data.identities is not None and bool(np.all(np.asarray(data.identities) >= 0))
-    people = np.asarray(data.identities if use_ids else data.labels, dtype=np.int64)
+    _, people = _people_of(data)
     used_keys = {k for part in splits for k in part.keys}
     targets = {int(p) for p, k in zip(people, data.keys) if k in used_keys}
     index = np.flatnonzero(~np.isin(people, np.fromiter(targets, np.int64, len(targets))))
