@@ -63,33 +63,31 @@ _NARROW_NET_OVERRIDES: dict[str, dict[str, Any]] = {
     "sngan": {"lr_g": 2e-4, "lr_d": 2e-4},
 }
 
+# About a minute per architecture on 2 loaded CPU cores (measured, see docs/gans.md): for the demo
+# and tests. Blurry face-coloured blobs, not faces; still distinct sources. Full-resolution 3x3
+# convs (sngan, progan) and 5 critic steps with a double backward (wgan-gp) cost more per step,
+# hence narrower nets / fewer steps for them.
+_TINY: dict[str, Any] = {
+    "size": 32,
+    "width": {"progan": 8},
+    "z_dim": 64,
+    "batch_size": 64,
+    "steps": {"dcgan": 400, "lsgan": 400, "dp-dcgan": 200, "wgan-gp": 200, "sngan": 80, "progan": 150},
+    "quality_samples": 500,
+    "arch_overrides": _NARROW_NET_OVERRIDES,
+}
+
 #: Presets: a size and a net width that fit a budget. ``steps`` may be one number or one per arch.
 PRESETS: dict[str, dict[str, Any]] = {
-    # About a minute per architecture on 2 loaded CPU cores (measured, see docs/gans.md): for the
-    # demo and tests. Blurry face-coloured blobs, not faces; still distinct sources.
-    # Full-resolution 3x3 convs (sngan, progan) and 5 critic steps with a double backward
-    # (wgan-gp) cost more per step, hence narrower nets / fewer steps for them.
-    "tiny": {
-        "size": 32,
-        "width": {"progan": 8},
-        "z_dim": 64,
-        "batch_size": 64,
-        "steps": {"dcgan": 400, "lsgan": 400, "dp-dcgan": 200, "wgan-gp": 200, "sngan": 80, "progan": 150},
-        "quality_samples": 500,
-        "arch_overrides": _NARROW_NET_OVERRIDES,
-    },
+    "tiny": _TINY,
     # The tiny recipe at 64 x 64 with more steps: 3.5-6.5 minutes per architecture with one thread
     # (docs/gans.md), for CPU-only 64 px experiments (examples/celeba-attribution-cpu64.yaml).
     # dcgan makes faces, wgan-gp and sngan face-like blobs; lsgan and progan do not learn in
     # this budget (KID 70 and 100).
     "cpu-64": {
+        **_TINY,
         "size": 64,
-        "width": {"progan": 8},
-        "z_dim": 64,
-        "batch_size": 64,
         "steps": {"dcgan": 1000, "lsgan": 1000, "dp-dcgan": 300, "wgan-gp": 500, "sngan": 200, "progan": 300},
-        "quality_samples": 500,
-        "arch_overrides": _NARROW_NET_OVERRIDES,
     },
     # Recognisable 64 x 64 faces on CelebA on one GPU in a few minutes (dcgan).
     "gpu-64": {"size": 64, "width": 64, "z_dim": 128, "batch_size": 128, "steps": 10000},
