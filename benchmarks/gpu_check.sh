@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Every GPU figure the issues ask for, in priority order, each step under its own time limit, so
+# that a short lease on a GPU machine (minutes) yields as many of them as it can in one command.
+#
+#   bash benchmarks/gpu_check.sh OUTDIR [STEP ...]        # default: every step below, in order
+#
+# Steps (each writes OUTDIR/STEP.log; the summary of all is OUTDIR/summary.txt):
+#   env        nvidia-smi, Python, torch, CUDA                                     (seconds)
+#   kernels    candidate pixelation kernels incl. int8 matmul cell sums, compiled  (~1 min)
+#   obfuscate  the issue-2 speed table on the device (goal: 5 M images/s)          (~1 min)
+#   train      yu2019 training speed at 128 px, eager / bf16 / compiled (goal 25k) (~2 min)
+#   tests      every test marked gpu (they skip without a CUDA device)             (~1 min)
+#   gan        gpu-64 dcgan on CelebA for GAN_STEPS steps; copies the sample grid  (~3 min)
+#   reid       the attack grid at full size on CelebA, REID_SECONDS at most        (rest)
+#
+# Environment: CELEBA (default ../shared/data/celeba; a folder in the CelebA layout),
+# REID_SETS (prepared by `benchmarks/reid_grid.py prepare`, default .cache/attacks-grid),
+# GAN_STEPS (default 10000, the gpu-64 preset), REID_SECONDS (default 240), PYTHON (python3),
+# DEVICE (default cuda; `DEVICE=cpu ... tests gan` with GAN_STEPS=2 checks the script itself).
+# Run from the repository root; it uses src/ directly (PYTHONPATH), so no install is needed
+# where torch, numpy, opencv, scipy, scikit-image, typer, rich and pyyaml are present.
+set -u
+out=${1:?usage: gpu_check.sh OUTDIR [STEP ...]}
+shift
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(env kernels obfuscate train tests gan reid)
+mkdir -p "$out"
+: > "$out/summary.txt"
+py=${PYTHON:-python3}
+device=${DEVICE:-cuda}
+celeba=${CELEBA:-../shared/data/celeba}
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+
+# run NAME SECONDS CMD...: one step under `timeout`, its output in OUTDIR/NAME.log and on stdout
+run() {
+    local name=$1 limit=$2
+    shift 2
+    local start=$SECONDS
+    echo "=== $name (limit ${limit}s): $*"
+    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$out/$name.log"
+    local rc=${PIPESTATUS[0]}
+    echo "$name rc=$rc $((SECONDS - start))s" | tee -a "$out/summary.txt"
+}
+
+for step in "${steps[@]}"; do
+    case $step in
+    env)
+        run env 60 bash -c "nvidia-smi; $py -c 'import sys, torch; print(sys.version); \
+print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'" ;;
+    kernels)
+        run kernels 150 "$py" benchmarks/obfuscation_speed.py --device "$device" --kernel-variants --compile \
+            --n 16384 ;;
+    obfuscate)
+        run obfuscate 120 "$py" benchmarks/obfuscation_speed.py --device "$device" --n 16384 --repeat 3 \
+            --min-time 0.2 --json "$out/obfuscate.json" ;;
+    train)
+        run train 240 "$py" benchmarks/train_speed.py --device "$device" --size 128 --batch 256 \
+            --json "$out/train.json" ;;
+    tests)
+        run tests 150 "$py" -m pytest -q -p no:cacheprovider -m gpu tests ;;
+    gan)
+        run gan 330 "$py" -c 'from privattrib.cli import main; main()' gan train --arch dcgan --data "$celeba" --size 64 \
+            --preset gpu-64 --steps "${GAN_STEPS:-10000}" --device "$device" -o "$out/gan-dcgan64"
+        # the last sample grid beside the logs (run folders are too deep to come back whole)
+        last=$(ls "$out"/gan-dcgan64/samples/*.png 2>/dev/null | tail -n 1)
+        [ -n "$last" ] && cp "$last" "$out/gan-dcgan64-last-grid.png"
+        cp "$out"/gan-dcgan64/summary.json "$out/gan-summary.json" 2>/dev/null ;;
+    reid)
+        run reid "${REID_SECONDS:-240}" "$py" benchmarks/reid_grid.py run --device "$device" \
+            --sets "${REID_SETS:-.cache/attacks-grid}" --out "$out/reid" --seeds 0 --resnet --tag gpu ;;
+    *)
+        echo "unknown step $step (steps: env kernels obfuscate train tests gan reid)" >&2
+        exit 2 ;;
+    esac
+done
+cat "$out/summary.txt"
