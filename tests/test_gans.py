@@ -165,6 +165,12 @@ def test_tiny_preset_resolves_per_arch(real, tmp_path):
     c = resolve_config("wgan-gp", real.images, **{**kw, "preset": "cpu-64"})
     assert c["size"] == 64 and c["recipe"]["n_critic"] == 2 and c["steps"] > w["steps"]
     assert resolve_config("sngan", real.images, **{**kw, "preset": "cpu-64"})["width"] == a["width"]
+    # ... except lsgan and progan, which learn at 64 px only with their full recipes (docs/gans.md)
+    ls = resolve_config("lsgan", real.images, **{**kw, "preset": "cpu-64"})
+    pro = resolve_config("progan", real.images, **{**kw, "preset": "cpu-64"})
+    assert ls["recipe"]["lr_d"] == ls["recipe"]["lr_g"] == 2e-4 and ls["z_dim"] == 128 and ls["steps"] == 3000
+    assert pro["width"] == b["width"] and pro["z_dim"] == 128 and pro["steps"] == 1500
+    assert resolve_config("lsgan", real.images, **kw)["recipe"]["lr_d"] == 1e-4  # tiny keeps its own
 
 
 def test_dp_dcgan_reports_epsilon_that_grows(real, tmp_path):
