@@ -101,6 +101,16 @@ def test_tiny_grid_schema_and_report(tmp_path):
     again = run_experiment(spec, out, progress=False, report=False)
     assert again.ran == 0 and again.skipped == len(cells)
 
+    # new fine-tune options invalidate the fine-tune rows only
+    tuned = validate_spec(tiny_spec(tmp_path, classifier={**spec.classifier, "fine_tune_epochs": 2}))
+    with pytest.raises(SpecChangedError, match="attribution:fine-tune"):
+        run_experiment(tuned, out, progress=False, report=False)
+    res = run_experiment(tuned, out, progress=False, report=False, force=True)
+    assert res.ran == 3 and res.skipped == len(cells) - 3
+    # a spec that no longer runs fine-tune only hides those rows
+    no_ft = validate_spec(tiny_spec(tmp_path, scenarios=["clean-train", "obfuscated-train"]))
+    assert run_experiment(no_ft, out, progress=False, report=False).ran == 0
+
     # a changed classifier invalidates the rows: refused, then moved aside with force
     changed = validate_spec(tiny_spec(tmp_path, classifier={"arch": "yu2019", "epochs": 2, "batch": 16, "fmap_base": 64, "fmap_max": 32}))
     with pytest.raises(SpecChangedError, match="classifier"):

@@ -113,7 +113,7 @@ def test_rows_hash_ignores_grid_but_not_data_or_classifier(tmp_path):
 def test_task_hashes_are_independent(tmp_path):
     raw = base_spec(tmp_path)
     plain = validate_spec(raw).task_hashes()
-    assert set(plain) == {"attribution"}
+    assert set(plain) == {"attribution", "attribution:fine-tune"}
     with_attacks = copy.deepcopy(raw)
     with_attacks["attacks"] = {"reid": {"data": "synthetic:n_identities=4,per_identity=4"}}
     hashes = validate_spec(with_attacks).task_hashes()
@@ -125,6 +125,28 @@ def test_task_hashes_are_independent(tmp_path):
     assert other["attribution"] != hashes["attribution"] and other["reid"] == hashes["reid"]
     changed["attacks"]["reid"]["train_per_identity"] = 3
     assert validate_spec(changed).task_hashes()["reid"] != hashes["reid"]
+
+
+def test_fine_tune_options_key_only_the_fine_tune_rows(tmp_path):
+    from privattrib.common import stable_hash
+    from privattrib.experiments.spec import FINE_TUNE_GROUP, Cell
+
+    raw = base_spec(tmp_path)
+    spec = validate_spec(raw)
+    hashes = spec.task_hashes()
+    # without fine-tune options both groups hash what the single attribution key hashed before
+    old_key = {"data": spec.data_key(), "classifier": spec.classifier, "obfuscated_fraction": spec.obfuscated_fraction}
+    assert hashes["attribution"] == hashes[FINE_TUNE_GROUP] == stable_hash(old_key)
+    tuned = copy.deepcopy(raw)
+    tuned["classifier"]["fine_tune_epochs"] = 3
+    other = validate_spec(tuned)
+    assert other.task_hashes()["attribution"] == hashes["attribution"]
+    assert other.task_hashes()[FINE_TUNE_GROUP] != hashes[FINE_TUNE_GROUP]
+    # rows stamped with the whole classifier (before the split) stay valid for clean/obfuscated-train
+    assert other.task_hashes()[FINE_TUNE_GROUP] in other.accepted_hashes()["attribution"]
+    assert {Cell("pixelate:b=4", s, 0).key_group for s in ("clean-train", "obfuscated-train", "fine-tune")} == {
+        "attribution", FINE_TUNE_GROUP}
+    assert Cell("pixelate:b=4", "fine-tune", 0).task == "attribution"  # the report's task is unchanged
 
 
 def test_yaml_file_and_builtin_demo(tmp_path):

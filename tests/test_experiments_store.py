@@ -82,6 +82,21 @@ def test_each_task_is_checked_against_its_own_key(tmp_path):
     assert store.has("attr") and not store.has("reid")
 
 
+def test_changed_fine_tune_options_invalidate_only_fine_tune_rows(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.write_row("clean", _row(rows_hash="A1"))
+    store.write_row("obf", _row(scenario="obfuscated-train", rows_hash="A1"))
+    store.write_row("ft", _row(scenario="fine-tune", rows_hash="F1"))
+    store.check_compatible({"attribution": "A1", "attribution:fine-tune": "F1"}, {})
+    with pytest.raises(SpecChangedError, match=r"\(attribution:fine-tune changed\)"):
+        store.check_compatible({"attribution": "A1", "attribution:fine-tune": "F2"}, {})
+    store.check_compatible({"attribution": "A1", "attribution:fine-tune": "F2"}, {}, force=True)
+    assert store.has("clean") and store.has("obf") and not store.has("ft")
+    # a set of accepted stamps: rows written with the whole classifier key before the split
+    store.write_row("legacy", _row(rows_hash="F2"))
+    store.check_compatible({"attribution": {"A1", "F2"}, "attribution:fine-tune": "F2"}, {})
+
+
 def test_rows_stamped_with_the_legacy_whole_spec_hash_still_resume(tmp_path):
     store = ResultsStore(tmp_path)
     store.write_row("a", _row(rows_hash="whole"))

@@ -62,7 +62,8 @@ _TRAIN_KEYS = {
     "channels_last": "channels_last", "compile": "compile", "compile_mode": "compile_mode", "eval_batch_size": "eval_batch_size",
     "keep_best": "keep_best", "data_on_device": "data_on_device",
 }
-_FINE_TUNE_KEYS = ("fine_tune_epochs", "fine_tune_lr")
+#: Classifier options only the fine-tune scenario reads.
+FINE_TUNE_KEYS = ("fine_tune_epochs", "fine_tune_lr")
 _CACHE_VERSION = 1
 _OBFUSCATE_CHUNK = 1024
 
@@ -94,7 +95,7 @@ def split_classifier_config(cfg: dict[str, Any]) -> tuple[str, dict, dict, dict]
     for key, value in cfg.items():
         if key in _TRAIN_KEYS:
             train_kwargs[_TRAIN_KEYS[key]] = tuple(value) if key == "betas" else value
-        elif key in _FINE_TUNE_KEYS:
+        elif key in FINE_TUNE_KEYS:
             fine_tune[key] = value
         elif key in ("seed", "device"):
             raise ValueError(f"classifier.{key} is set per cell (the cell's seed and device), not in the classifier config")

@@ -182,7 +182,7 @@ def compose_row(cell: Cell, ob, result: dict, ctx: dict, wall_s: float) -> dict:
     row["describe"] = _describe(ob)
     row["cell_wall_s"] = result.get("wall_s", result.get("wall_seconds"))
     row["wall_s"] = round(wall_s, 3)
-    row["rows_hash"] = ctx["task_hashes"][cell.task]
+    row["rows_hash"] = ctx["task_hashes"][cell.key_group]
     row["data_hash"] = ctx["data_hash"]
     row["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return row
@@ -299,7 +299,7 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
         check_local_device(device)
     runner = make_executor(executor, address=address, num_gpus=gpus_per_cell)
     store = ResultsStore(outdir)
-    store.check_compatible(spec.task_hashes(), spec.task_keys(), legacy_hash=spec.rows_hash(), force=force)
+    store.check_compatible(spec.accepted_hashes(), spec.task_keys(), legacy_hash=spec.rows_hash(), force=force)
     env = environment_info(device)
     write_manifest(store, spec, env, executor)
 

@@ -53,6 +53,15 @@ class SpecError(ValueError):
     """An experiment file that cannot be run; the message names the offending key."""
 
 
+#: The key group of fine-tune rows: the attribution key plus the fine-tune options.
+FINE_TUNE_GROUP = "attribution:fine-tune"
+
+
+def key_group(task: str, scenario: str) -> str:
+    """Which task key a row of this task and scenario is stamped with."""
+    return FINE_TUNE_GROUP if task == "attribution" and scenario == "fine-tune" else task
+
+
 @dataclass(frozen=True)
 class Cell:
     """One point of the grid: a method spec (canonical, no brackets), a scenario and a seed."""
@@ -65,6 +74,11 @@ class Cell:
     def task(self) -> str:
         """``attribution``, ``reid`` or ``reconstruct``."""
         return self.scenario.split(":")[0] if self.scenario.startswith(("reid", "reconstruct")) else "attribution"
+
+    @property
+    def key_group(self) -> str:
+        """The task key its row is stamped with (see :meth:`ExperimentSpec.task_keys`)."""
+        return key_group(self.task, self.scenario)
 
     @property
     def cell_id(self) -> str:
@@ -126,25 +140,42 @@ class ExperimentSpec:
         return {"seed": self.seed, "data": self.data}
 
     def task_keys(self) -> dict[str, dict]:
-        """Per task (``attribution``, ``reid``, ``reconstruct``), everything that, when changed,
-        invalidates that task's finished rows.
+        """Per key group (``attribution``, ``attribution:fine-tune``, ``reid``, ``reconstruct``),
+        everything that, when changed, invalidates that group's finished rows (:func:`key_group`
+        says which group a row belongs to).
 
         The grid itself (methods, scenarios, seeds, an attack's ``methods`` and ``variants``) is not
         part of it: adding a method or a seed only adds cells, and removing one only hides its
         rows. Each task has its own key, so adding an attack to a finished experiment, or changing
-        the attribution classifier, leaves the other tasks' rows valid.
+        the attribution classifier, leaves the other tasks' rows valid; changing only the fine-tune
+        options invalidates only the fine-tune rows.
         """
-        keys: dict[str, dict] = {"attribution": {
-            "data": self.data_key(),
-            "classifier": self.classifier,
-            "obfuscated_fraction": self.obfuscated_fraction,
-        }}
+        from privattrib.attribution.scenarios import FINE_TUNE_KEYS
+
+        attribution = {"data": self.data_key(), "obfuscated_fraction": self.obfuscated_fraction}
+        keys: dict[str, dict] = {
+            # fine-tune options (e.g. fine_tune_epochs) leave clean-train and obfuscated-train rows valid
+            "attribution": {**attribution, "classifier": {k: v for k, v in self.classifier.items()
+                                                          if k not in FINE_TUNE_KEYS}},
+            FINE_TUNE_GROUP: {**attribution, "classifier": self.classifier},
+        }
         for name, opts in self.attacks.items():
             keys[name] = {"attack": name, **{k: v for k, v in opts.items() if k not in ("methods", "variants")}}
         return keys
 
     def task_hashes(self) -> dict[str, str]:
         return {task: stable_hash(key) for task, key in self.task_keys().items()}
+
+    def accepted_hashes(self) -> dict[str, set[str]]:
+        """Per key group, every stamp that marks a row as valid for this spec: its own hash, and for
+        ``attribution`` also the fine-tune group's, whose key contains it (rows written before the
+        fine-tune options had a group of their own were stamped with the whole classifier)."""
+        hashes = self.task_hashes()
+        accepted = {group: {h} for group, h in hashes.items()}
+        accepted["attribution"].add(hashes[FINE_TUNE_GROUP])
+        if "fine-tune" not in self.scenarios:
+            del accepted[FINE_TUNE_GROUP]  # like a task the spec does not run: its rows are only hidden
+        return accepted
 
     def rows_key(self) -> dict:
         """The whole-spec key that rows were stamped with before per-task keys (kept so that rows

@@ -32,6 +32,7 @@ from typing import Iterable
 import numpy as np
 
 from privattrib.common import atomic_write_text
+from privattrib.experiments.spec import key_group
 
 #: Columns that always come first in results.csv, in this order.
 LEADING_COLUMNS = [
@@ -92,13 +93,14 @@ class ResultsStore:
             return None
         return json.loads(self.manifest_path.read_text(encoding="utf-8"))
 
-    def check_compatible(self, task_hashes: dict[str, str], task_keys: dict[str, dict], *,
+    def check_compatible(self, task_hashes: dict[str, str | set[str]], task_keys: dict[str, dict], *,
                          legacy_hash: str | None = None, force: bool = False) -> None:
         """Refuse to resume into rows of another experiment unless ``force`` (then move them aside).
 
-        A finished row is valid when it carries the hash of its task in this spec (or
-        ``legacy_hash``, the whole-spec hash older versions stamped rows with). Rows of a task
-        this spec does not run are left alone (hidden, like rows of a removed method).
+        A finished row is valid when it carries the hash of its key group in this spec (one hash,
+        or any of a set: :meth:`ExperimentSpec.accepted_hashes`), or ``legacy_hash``, the
+        whole-spec hash older versions stamped rows with. Rows of a group this spec does not run
+        are left alone (hidden, like rows of a removed method).
 
         Raises:
             SpecChangedError: naming the task and the parts of its key that changed.
@@ -110,9 +112,10 @@ class ResultsStore:
                 row = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
                 continue
-            task = row.get("task", "attribution")
+            task = key_group(row.get("task", "attribution"), row.get("scenario", ""))
             stamp = row.get("rows_hash")
-            if stamp is None or task not in task_hashes or stamp == task_hashes[task] or stamp in accepted:
+            valid = task_hashes.get(task)
+            if stamp is None or valid is None or stamp in accepted or stamp in ({valid} if isinstance(valid, str) else valid):
                 continue
             invalid.setdefault(task, []).append(path)
         if not invalid:
