@@ -19,12 +19,26 @@
 # DEVICE (default cuda; `DEVICE=cpu ... tests gan` with GAN_STEPS=2 checks the script itself).
 # Run from the repository root; it uses src/ directly (PYTHONPATH), so no install is needed
 # where torch, numpy, opencv, scipy, scikit-image, typer, rich and pyyaml are present.
+# OUTDIR gets only flat, small files (logs, JSON, the GAN's last grid, the attack rows): a device
+# call brings back 8 files at most from its $OUT, so the GAN and attack run folders (checkpoints,
+# sample grids, models) go to WORK (default: a new folder under TMPDIR or /tmp).
 set -u
 out=${1:?usage: gpu_check.sh OUTDIR [STEP ...]}
 shift
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(env kernels obfuscate train tests gan reid)
+# a misspelt step is refused before any step runs, not after the ones before it have spent the lease
+for step in "${steps[@]}"; do
+    case $step in
+    env | kernels | obfuscate | train | tests | gan | reid) ;;
+    *)
+        echo "unknown step $step (steps: env kernels obfuscate train tests gan reid)" >&2
+        exit 2 ;;
+    esac
+done
 mkdir -p "$out"
+work=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")}
+mkdir -p "$work"
 : > "$out/summary.txt"
 py=${PYTHON:-python3}
 device=${DEVICE:-cuda}
@@ -60,17 +74,17 @@ print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'" ;;
         run tests 150 "$py" -m pytest -q -p no:cacheprovider -m gpu tests ;;
     gan)
         run gan 330 "$py" -c 'from privattrib.cli import main; main()' gan train --arch dcgan --data "$celeba" --size 64 \
-            --preset gpu-64 --steps "${GAN_STEPS:-10000}" --device "$device" -o "$out/gan-dcgan64"
-        # the last sample grid beside the logs (run folders are too deep to come back whole)
-        last=$(ls "$out"/gan-dcgan64/samples/*.png 2>/dev/null | tail -n 1)
+            --preset gpu-64 --steps "${GAN_STEPS:-10000}" --device "$device" -o "$work/gan-dcgan64"
+        # the last sample grid and the summary beside the logs (the run folder stays in WORK)
+        last=$(ls "$work"/gan-dcgan64/samples/*.png 2>/dev/null | tail -n 1)
         [ -n "$last" ] && cp "$last" "$out/gan-dcgan64-last-grid.png"
-        cp "$out"/gan-dcgan64/summary.json "$out/gan-summary.json" 2>/dev/null ;;
+        cp "$work"/gan-dcgan64/summary.json "$out/gan-summary.json" 2>/dev/null ;;
     reid)
         run reid "${REID_SECONDS:-240}" "$py" benchmarks/reid_grid.py run --device "$device" \
-            --sets "${REID_SETS:-.cache/attacks-grid}" --out "$out/reid" --seeds 0 --resnet --tag gpu ;;
-    *)
-        echo "unknown step $step (steps: env kernels obfuscate train tests gan reid)" >&2
-        exit 2 ;;
+            --sets "${REID_SETS:-.cache/attacks-grid}" --out "$work/reid" --seeds 0 --resnet --tag gpu
+        # the finished cells' rows (one JSON line each) beside the logs; models stay in WORK
+        rows=$(ls "$work"/reid/rows-*.jsonl 2>/dev/null)
+        [ -n "$rows" ] && cat $rows > "$out/reid-rows.jsonl" ;;
     esac
 done
 cat "$out/summary.txt"

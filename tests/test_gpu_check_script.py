@@ -31,3 +31,26 @@ def test_a_failing_step_is_summarised_and_the_next_one_still_runs(tmp_path):
     summary = (out / "summary.txt").read_text().splitlines()
     assert [line.split()[0] for line in summary] == ["env", "env"], done.stdout
     assert all("rc=" in line for line in summary)
+
+
+def test_a_misspelt_step_is_refused_before_any_step_runs(tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run(["bash", str(SCRIPT), str(out), "env", "kernelz"], capture_output=True, text=True,
+                          cwd=SCRIPT.parents[1], env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable})
+    assert done.returncode == 2 and "unknown step kernelz" in done.stderr
+    assert not (out / "env.log").exists()
+
+
+def test_outdir_gets_flat_files_only_and_run_folders_stay_in_work(tmp_path):
+    # A device call brings back at most 8 files from its $OUT, none deeper than two folders: the
+    # attack grid's (and the GAN's) run folders must not land there, only the rows and the logs.
+    out, work, sets = tmp_path / "out", tmp_path / "work", tmp_path / "sets"
+    sets.mkdir()  # no prepared sets: the grid stops at its first cell, after its folder is made
+    (work / "reid").mkdir(parents=True)
+    (work / "reid" / "rows-gpu-0.jsonl").write_text('{"cell_key": "done-before"}\n')
+    subprocess.run(["bash", str(SCRIPT), str(out), "reid"], capture_output=True, text=True, cwd=SCRIPT.parents[1],
+                   env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "DEVICE": "cpu", "REID_SETS": str(sets),
+                        "REID_SECONDS": "120", "WORK": str(work), "OMP_NUM_THREADS": "1"})
+    assert sorted(p.name for p in out.iterdir()) == ["reid-rows.jsonl", "reid.log", "summary.txt"]
+    assert (out / "reid-rows.jsonl").read_text() == '{"cell_key": "done-before"}\n'
+    assert (work / "reid" / "sets.json").is_file()
