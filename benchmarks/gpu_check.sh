@@ -37,8 +37,9 @@ for step in "${steps[@]}"; do
     esac
 done
 mkdir -p "$out"
-work=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")}
-mkdir -p "$work"
+work=${WORK:-}
+# WORK, made on first use (only gan and reid write run folders)
+use_work() { [ -n "$work" ] || work=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX"); mkdir -p "$work"; }
 : > "$out/summary.txt"
 py=${PYTHON:-python3}
 device=${DEVICE:-cuda}
@@ -73,6 +74,7 @@ print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'" ;;
     tests)
         run tests 150 "$py" -m pytest -q -p no:cacheprovider -m gpu tests ;;
     gan)
+        use_work
         run gan 330 "$py" -c 'from privattrib.cli import main; main()' gan train --arch dcgan --data "$celeba" --size 64 \
             --preset gpu-64 --steps "${GAN_STEPS:-10000}" --device "$device" -o "$work/gan-dcgan64"
         # the last sample grid and the summary beside the logs (the run folder stays in WORK)
@@ -80,6 +82,7 @@ print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'" ;;
         [ -n "$last" ] && cp "$last" "$out/gan-dcgan64-last-grid.png"
         cp "$work"/gan-dcgan64/summary.json "$out/gan-summary.json" 2>/dev/null ;;
     reid)
+        use_work
         run reid "${REID_SECONDS:-240}" "$py" benchmarks/reid_grid.py run --device "$device" \
             --sets "${REID_SETS:-.cache/attacks-grid}" --out "$work/reid" --seeds 0 --resnet --tag gpu
         # the finished cells' rows (one JSON line each) beside the logs; models stay in WORK
