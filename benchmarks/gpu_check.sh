@@ -11,7 +11,7 @@
 #   train      yu2019 training speed at 128 px, eager / bf16 / compiled (goal 25k) (~2 min)
 #   tests      every test marked gpu (they skip without a CUDA device)             (~1 min)
 #   gan        gpu-64 dcgan on CelebA for GAN_STEPS steps; copies the sample grid  (~3 min)
-#   reid       the attack grid at full size on CelebA, REID_SECONDS at most        (rest)
+#   reid       Yale B 8/2 attack cells at full size (REID_SETS/yaleb.npz), REID_SECONDS at most
 #
 # Environment: CELEBA (default ../shared/data/celeba; a folder in the CelebA layout),
 # REID_SETS (prepared by `benchmarks/reid_grid.py prepare`, default .cache/attacks-grid),
@@ -84,7 +84,7 @@ print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'" ;;
     reid)
         use_work
         run reid "${REID_SECONDS:-240}" "$py" benchmarks/reid_grid.py run --device "$device" \
-            --sets "${REID_SETS:-.cache/attacks-grid}" --out "$work/reid" --seeds 0 --resnet --tag gpu
+            --sets "${REID_SETS:-.cache/attacks-grid}" --out "$work/reid" --protocols yaleb-8/2 --seeds 0 --tag gpu
         # the finished cells' rows (one JSON line each) beside the logs; models stay in WORK
         rows=$(ls "$work"/reid/rows-*.jsonl 2>/dev/null)
         [ -n "$rows" ] && cat $rows > "$out/reid-rows.jsonl" ;;

@@ -55,8 +55,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # Optimiser settings for the narrow CPU nets (tiny, cpu-64), picked from short runs on 2,000 CelebA
-# faces (KID of the samples; docs/gans.md): with the full recipes, lsgan and progan collapsed and
-# wgan-gp had not left grey noise within a minute.
+# faces (KID of the samples; docs/gans.md): within the tiny budget, the full recipes left lsgan
+# collapsed and wgan-gp in grey noise.
 _NARROW_NET_OVERRIDES: dict[str, dict[str, Any]] = {
     "lsgan": {"lr_d": 1e-4},
     "wgan-gp": {"n_critic": 2, "lr_g": 3e-4, "lr_d": 3e-4, "betas": [0.5, 0.9]},
