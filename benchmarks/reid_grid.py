@@ -226,6 +226,11 @@ def run(args) -> None:
     finished = done_keys(out)
     todo = [c for c in cells if cell_key(c, args) not in finished]
     print(f"shard {shard}/{shards}: {len(cells)} cells, {len(cells) - len(todo)} already done", flush=True)
+    # every set the cells need must exist now, not when the first cell of a missing one comes up
+    missing = sorted({PROTOCOLS[c["protocol"]][0] for c in todo} - {p.name for p in Path(args.sets).glob("*.npz")})
+    if missing:
+        sys.exit(f"{args.sets}: missing {', '.join(missing)} (make them with `prepare`, or choose "
+                 f"--protocols whose sets are there)")
     sets: dict[str, object] = {}
     rows_path = out / (f"rows-{shard}.jsonl" if args.tag == "default" else f"rows-{args.tag}-{shard}.jsonl")
     start = time.perf_counter()
