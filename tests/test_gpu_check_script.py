@@ -45,7 +45,7 @@ def test_outdir_gets_flat_files_only_and_run_folders_stay_in_work(tmp_path):
     # A device call brings back at most 8 files from its $OUT, none deeper than two folders: the
     # attack grid's (and the GAN's) run folders must not land there, only the rows and the logs.
     out, work, sets = tmp_path / "out", tmp_path / "work", tmp_path / "sets"
-    sets.mkdir()  # no prepared sets: the grid stops at its first cell, after its folder is made
+    sets.mkdir()  # no prepared sets: the grid is refused before its first cell, after its folder is made
     (work / "reid").mkdir(parents=True)
     (work / "reid" / "rows-gpu-0.jsonl").write_text('{"cell_key": "done-before"}\n')
     subprocess.run(["bash", str(SCRIPT), str(out), "reid"], capture_output=True, text=True, cwd=SCRIPT.parents[1],

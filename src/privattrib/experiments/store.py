@@ -106,6 +106,7 @@ class ResultsStore:
             SpecChangedError: naming the task and the parts of its key that changed.
         """
         accepted = {legacy_hash} if legacy_hash else set()
+        valid_stamps = {group: {h} if isinstance(h, str) else set(h) for group, h in task_hashes.items()}
         invalid: dict[str, list[Path]] = {}
         for path in self.cells_dir.glob("*.json"):
             try:
@@ -114,8 +115,7 @@ class ResultsStore:
                 continue
             task = key_group(row.get("task", "attribution"), row.get("scenario", ""))
             stamp = row.get("rows_hash")
-            valid = task_hashes.get(task)
-            if stamp is None or valid is None or stamp in accepted or stamp in ({valid} if isinstance(valid, str) else valid):
+            if stamp is None or task not in valid_stamps or stamp in accepted or stamp in valid_stamps[task]:
                 continue
             invalid.setdefault(task, []).append(path)
         if not invalid:
