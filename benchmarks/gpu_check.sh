@@ -4,6 +4,8 @@
 #
 #   bash benchmarks/gpu_check.sh OUTDIR [STEP ...]        # default: every step below, in order
 #
+# STEP may join steps with '+' (tests+gan+reid): they run at the same time, each with its own log.
+# Only steps that time nothing should share the machine like that.
 # Steps (each writes OUTDIR/STEP.log; the summary of all is OUTDIR/summary.txt):
 #   env        nvidia-smi, Python, torch, CUDA                                     (seconds)
 #   kernels    candidate pixelation kernels incl. int8 matmul cell sums, compiled  (~1 min)
@@ -16,7 +18,10 @@
 # Environment: CELEBA (default ../shared/data/celeba; a folder in the CelebA layout),
 # REID_SETS (prepared by `benchmarks/reid_grid.py prepare`, default .cache/attacks-grid),
 # GAN_STEPS (default 10000, the gpu-64 preset), REID_SECONDS (default 240), PYTHON (python3),
-# DEVICE (default cuda; `DEVICE=cpu ... tests gan` with GAN_STEPS=2 checks the script itself).
+# DEVICE (default cuda; `DEVICE=cpu ... tests gan` with GAN_STEPS=2 checks the script itself),
+# DEADLINE (seconds: every step's limit is cut to end 15 s before it; a step with under 20 s left
+# is skipped), BUNDLE (a .tar.gz path: every file of OUTDIR packed into it at the end, so that a
+# device call's eight returned files hold all the logs).
 # Run from the repository root; it uses src/ directly (PYTHONPATH), so no install is needed
 # where torch, numpy, opencv, scipy, scikit-image, typer, rich and pyyaml are present.
 # OUTDIR gets only flat, small files (logs, JSON, the GAN's last grid, the attack rows): a device
@@ -28,7 +33,7 @@ shift
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(env kernels obfuscate train tests gan reid)
 # a misspelt step is refused before any step runs, not after the ones before it have spent the lease
-for step in "${steps[@]}"; do
+for step in $(printf '%s\n' "${steps[@]}" | tr '+' '\n'); do
     case $step in
     env | kernels | obfuscate | train | tests | gan | reid) ;;
     *)
@@ -46,22 +51,39 @@ device=${DEVICE:-cuda}
 celeba=${CELEBA:-../shared/data/celeba}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
-# run NAME SECONDS CMD...: one step under `timeout`, its output in OUTDIR/NAME.log and on stdout
+deadline=${DEADLINE:-0}
+quiet=0  # 1 inside a '+' group: each step's output goes to its log only, not interleaved on stdout
+
+# run NAME SECONDS CMD...: one step under `timeout`, its output in OUTDIR/NAME.log (and on stdout)
 run() {
     local name=$1 limit=$2
     shift 2
-    local start=$SECONDS
+    if [ "$deadline" -gt 0 ]; then
+        local left=$((deadline - SECONDS - 15))
+        if [ "$left" -lt 20 ]; then
+            echo "$name skipped: ${left}s left before DEADLINE" | tee -a "$out/summary.txt"
+            return
+        fi
+        [ "$left" -lt "$limit" ] && limit=$left
+    fi
+    local start=$SECONDS rc
     echo "=== $name (limit ${limit}s): $*"
-    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$out/$name.log"
-    local rc=${PIPESTATUS[0]}
+    if [ "$quiet" -eq 1 ]; then
+        timeout --kill-after=10 "$limit" "$@" > "$out/$name.log" 2>&1
+        rc=$?
+    else
+        timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$out/$name.log"
+        rc=${PIPESTATUS[0]}
+    fi
     echo "$name rc=$rc $((SECONDS - start))s" | tee -a "$out/summary.txt"
 }
 
-for step in "${steps[@]}"; do
-    case $step in
+run_step() {
+    case $1 in
     env)
         run env 60 bash -c "nvidia-smi; $py -c 'import sys, torch; print(sys.version); \
-print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'" ;;
+print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0)); \
+import triton; print(\"triton\", triton.__version__)'" ;;
     kernels)
         run kernels 150 "$py" benchmarks/obfuscation_speed.py --device "$device" --kernel-variants --compile \
             --n 16384 ;;
@@ -89,5 +111,20 @@ print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))'" ;;
         rows=$(ls "$work"/reid/rows-*.jsonl 2>/dev/null)
         [ -n "$rows" ] && cat $rows > "$out/reid-rows.jsonl" ;;
     esac
+}
+
+for step in "${steps[@]}"; do
+    if [[ $step == *+* ]]; then
+        use_work  # made once here, not by each background step
+        quiet=1
+        for part in ${step//+/ }; do run_step "$part" & done
+        wait
+        quiet=0
+    else
+        run_step "$step"
+    fi
 done
 cat "$out/summary.txt"
+if [ -n "${BUNDLE:-}" ]; then
+    tar czf "$BUNDLE" -C "$out" . && echo "bundled $(ls "$out" | wc -l) files into $BUNDLE"
+fi

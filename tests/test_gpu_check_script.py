@@ -54,3 +54,23 @@ def test_outdir_gets_flat_files_only_and_run_folders_stay_in_work(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["reid-rows.jsonl", "reid.log", "summary.txt"]
     assert (out / "reid-rows.jsonl").read_text() == '{"cell_key": "done-before"}\n'
     assert (work / "reid" / "sets.json").is_file()
+
+
+def test_joined_steps_run_together_and_the_bundle_holds_every_log(tmp_path):
+    out, bundle = tmp_path / "out", tmp_path / "all.tar.gz"
+    done = subprocess.run(["bash", str(SCRIPT), str(out), "env+env"], capture_output=True, text=True,
+                          cwd=SCRIPT.parents[1], env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable,
+                                                      "BUNDLE": str(bundle), "WORK": str(tmp_path / "work")})
+    assert [line.split()[0] for line in (out / "summary.txt").read_text().splitlines()] == ["env", "env"], done.stdout
+    import tarfile
+
+    with tarfile.open(bundle) as tar:
+        assert {"./summary.txt", "./env.log"} <= set(tar.getnames())
+
+
+def test_a_step_past_the_deadline_is_skipped_and_said_so(tmp_path):
+    out = tmp_path / "out"
+    subprocess.run(["bash", str(SCRIPT), str(out), "env"], capture_output=True, text=True, cwd=SCRIPT.parents[1],
+                   env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "DEADLINE": "30"})
+    assert (out / "summary.txt").read_text().startswith("env skipped")
+    assert not (out / "env.log").exists()

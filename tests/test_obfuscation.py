@@ -19,6 +19,7 @@ from privattrib.obfuscation import (
 from privattrib.obfuscation.blur import gaussian_blur_torch, opencv_sigma
 from privattrib.obfuscation.noise import image_streams
 from privattrib.obfuscation.pixelate import cell_counts, pixelate_numpy, pixelate_torch
+from privattrib.obfuscation import pixelate as P
 
 ALL_SPECS = [
     "none",
@@ -402,3 +403,27 @@ def test_pixelate_rounds_every_exact_tie_to_even_for_every_cell_size(b):
     nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     np.testing.assert_array_equal(pixelate_numpy(nhwc, "nhwc", b)[0, 0, ::b, 0], expected)
     np.testing.assert_array_equal(pixelate_torch(torch.from_numpy(x), b)[0, 0, 0, ::b].numpy(), expected)
+
+
+def test_torch_pixelate_rounds_large_cells_exactly():
+    # one 512 x 512 cell summing to 127.5 * 2**18 - 1: the mean is just under 127.5, so 127; a
+    # float32 sum (33423359 -> 33423360) divided in float32 lands on the tie and rounds to 128
+    x = np.full((1, 1, 512, 512), 127, dtype=np.uint8)
+    x[0, 0, :256] = 128
+    x[0, 0, 0, 0] = 127
+    assert int(x.sum(dtype=np.int64)) == 127 * 2**18 + 2**17 - 1
+    assert P.pixelate_numpy(x, "nchw", 512)[0, 0, 0, 0] == 127
+    assert P.pixelate_torch(torch.from_numpy(x), 512, "torch")[0, 0, 0, 0] == 127
+
+
+def test_backend_choice():
+    cpu = torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
+    assert not P._use_triton(cpu, "auto") and not P._use_triton(cpu, "torch")
+    with pytest.raises(ValueError, match="backend"):
+        P._use_triton(cpu, "cuda")
+
+
+def test_backend_triton_without_triton_says_so(monkeypatch):
+    monkeypatch.setattr(P, "_triton_kernels", lambda: None)
+    with pytest.raises(ImportError, match="triton"):
+        P.pixelate_torch(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), 4, "triton")
