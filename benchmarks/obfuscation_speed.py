@@ -198,7 +198,8 @@ def kernel_variants(n: int, b: int, compile_: bool) -> None:
 
 
 # ----------------------------------------------------------------------------- main
-TORCH_OPS = "cuda NCHW, torch ops"  # the library path with backend="torch" (no Triton kernels)
+# the library's CUDA path (Triton kernels) against its other backends: row name -> backend
+OTHER_BACKENDS = {"cuda NCHW, torch ops": "torch", "cuda NCHW, torch.compile": "compile"}
 
 DEFAULT_SPECS = [
     "pixelate:b=16",
@@ -286,18 +287,19 @@ def main(argv: list[str] | None = None) -> int:
             fns[path] = lambda d=batch: ob(d, seed=0)
             fns["copy " + path] = lambda d=batch: copy(d)
         if on_cuda and name in ("pixelate", "dp-pix") and p.get("noise") != "secure":
-            # the same method through PyTorch ops instead of the Triton kernels: the kernels' gain
+            # the same method through the other backends of its cell stages (same bytes)
             batch, streams = x_nchw[:count], image_streams(0, None, count)
-            fns[TORCH_OPS] = (
-                (lambda d=batch: pixelate_torch(d, b, "torch")) if name == "pixelate"
-                else (lambda d=batch: dp_pix_torch(d, b, m, eps, streams, backend="torch"))
-            )
+            for path, backend in OTHER_BACKENDS.items():
+                fns[path] = (
+                    (lambda d=batch, k=backend: pixelate_torch(d, b, k)) if name == "pixelate"
+                    else (lambda d=batch, k=backend: dp_pix_torch(d, b, m, eps, streams, backend=k))
+                )
         console.log(f"timing {spec} ({count} images)")
         best = _time_interleaved(fns, sync, args.repeat, args.min_time)
         naive_rate = count / best["naive"] if "naive" in best else None
-        for path, _ in paths + ([(TORCH_OPS, None)] if TORCH_OPS in best else []):
+        for path in [name_ for name_, _ in paths] + [row for row in OTHER_BACKENDS if row in best]:
             rate = count / best[path]
-            copy_rate = count / best["copy " + (paths[0][0] if path == TORCH_OPS else path)]
+            copy_rate = count / best["copy " + (paths[0][0] if path in OTHER_BACKENDS else path)]
             rows.append({
                 "method": ob.spec, "path": path, "images_per_s": rate,
                 "naive_images_per_s": naive_rate, "vs_naive": None if naive_rate is None else rate / naive_rate,

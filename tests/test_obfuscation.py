@@ -427,3 +427,11 @@ def test_backend_triton_without_triton_says_so(monkeypatch):
     monkeypatch.setattr(P, "_triton_kernels", lambda: None)
     with pytest.raises(ImportError, match="triton"):
         P.pixelate_torch(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), 4, "triton")
+
+
+def test_compile_backend_gives_the_same_bytes():
+    x = torch.from_numpy(np.random.default_rng(4).integers(0, 256, (4, 3, 40, 44), dtype=np.uint8))
+    assert torch.equal(P.pixelate_torch(x, 8, "compile"), P.pixelate_torch(x, 8, "torch"))
+    streams = np.arange(1, 5, dtype=np.uint64)
+    assert torch.equal(P.dp_pix_torch(x, 8, 16, 0.5, streams, backend="compile"),
+                       P.dp_pix_torch(x, 8, 16, 0.5, streams, backend="torch"))

@@ -64,12 +64,23 @@ def stable_hash(obj: Any, length: int = 16) -> str:
 
 
 def resolve_device(device: str | None = "auto"):
-    """``"auto"`` picks CUDA when present, else CPU; anything else goes to ``torch.device``."""
+    """``"auto"`` picks CUDA when present, else CPU; anything else goes to ``torch.device``.
+
+    A bare ``cuda`` gets the current device's index (``cuda:0``), as the tensors placed there report
+    it: ``tensor.device == resolve_device("cuda")`` must hold, or data already on the GPU is copied
+    through the host (a bug the first GPU run of the training loop found).
+    """
     import torch
 
     if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and resolved.index is None:
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r}: CUDA is not available here (torch {torch.__version__}); "
+                               "use --device cpu or auto")
+        resolved = torch.device("cuda", torch.cuda.current_device())
+    return resolved
 
 
 def lazy_exports(package: str, exports: dict[str, str]):

@@ -203,7 +203,7 @@ def _to_input(batch_u8: torch.Tensor, flip: torch.Tensor | None, channels_last: 
 
 def _gather(images: torch.Tensor, index: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Rows ``index`` of ``images`` on ``device`` (index on the images' device)."""
-    if images.device == device:
+    if images.device == device:  # device comes from resolve_device: cuda:N, never a bare cuda
         return images.index_select(0, index)
     batch = images.index_select(0, index.cpu())
     if device.type == "cuda":
@@ -454,7 +454,7 @@ def predict(
     if amp not in ("auto", "bf16", "off", True, False):
         raise ValueError(f"amp must be 'auto', 'bf16', 'off', True or False, got {amp!r}")
     images_t = as_uint8_tensor(images)
-    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    device = resolve_device(device)
     use_cl = device.type == "cuda" if channels_last == "auto" else bool(channels_last)
     model.to(device)
     if use_cl:

@@ -2,9 +2,9 @@
 
 With PyTorch ops, cell sums are a strided uint8 reduction and upsampling two ``repeat_interleave``
 copies; on an H100 the pair ran at 3 M images/s (128 x 128 RGB), a tenth of a plain device copy.
-Here a program owns one strip of ``b`` rows by a tile of whole cells of one image plane: it reads
-the strip once (column sums, then cell sums through a 0/1 membership mask, no reshape, so any
-``b`` works) and writes the strip once. Three modes share the code:
+Here a program owns strips of ``b`` rows by a tile of whole cells of one image plane, seen as a
+3-D block (rows, cells, pixels of a cell row; padded to powers of two and masked, so any ``b``
+works): it reads each strip once, reduces, and writes it once. Three modes share the code:
 
 - ``SUMS``: integer cell sums (int32), for DP-Pix's noise step;
 - ``PIXELATE``: sums, exact round-half-to-even mean in integer arithmetic, written back (fused);
@@ -17,7 +17,6 @@ not through a float division). ``TRITON_INTERPRET=1`` runs the same kernels on t
 from __future__ import annotations
 
 import functools
-import math
 
 import triton
 import triton.language as tl
@@ -25,88 +24,88 @@ import triton.language as tl
 # kernel modes: constexpr globals, the only kind a compiled Triton kernel may read
 SUMS, PIXELATE, UPSAMPLE = tl.constexpr(0), tl.constexpr(1), tl.constexpr(2)
 
-# Aim for about this many pixels per program: enough work per program, few enough registers.
+# Block sizes: about this many lanes across a tile row, this many pixels per load (registers),
+# and this many pixels per program (enough work to hide the memory latency).
+_ROW_LANES = 1024
 _TILE_PIXELS = 4096
+_PROGRAM_PIXELS = 8192
 
 
 @triton.jit
 def _cells_kernel(
-    x_ptr, cells_ptr, out_ptr, H, W, GH, GW,
-    B: tl.constexpr, CELLS: tl.constexpr, CELLS_P2: tl.constexpr, COLS: tl.constexpr,
-    ROWS: tl.constexpr, MODE: tl.constexpr,
+    x_ptr, cells_ptr, out_ptr, H, W, GH, GW, n_strips,
+    B: tl.constexpr, B_P2: tl.constexpr, CELLS: tl.constexpr, CELLS_P2: tl.constexpr,
+    ROWS: tl.constexpr, STRIPS: tl.constexpr, MODE: tl.constexpr,
 ):
-    strip = tl.program_id(0)  # plane * GH + cell row
-    tile = tl.program_id(1)  # which run of CELLS cells along the row
-    plane = strip // GH
-    cell_row = strip - plane * GH
-    row0 = cell_row * B
-    n_rows = tl.minimum(H - row0, B)  # the bottom cells are shorter when b does not divide H
-    plane_offset = plane.to(tl.int64) * H * W  # int64: a batch can hold more than 2**31 pixels
-
-    local = tl.arange(0, COLS)
-    cols = tile * (CELLS * B) + local
-    col_ok = (local < CELLS * B) & (cols < W)
+    # The tile is (rows, cells, pixels of a cell row): a cell's sum is a sum over axes 0 and 2 and
+    # its value broadcasts back along them, so no reshape or membership mask is needed.
+    tile = tl.program_id(1)
     cell_ids = tl.arange(0, CELLS_P2)
-    member = ((local // B)[None, :] == cell_ids[:, None]) & col_ok[None, :]  # (CELLS_P2, COLS)
+    lane = tl.arange(0, B_P2)
+    row_ids = tl.arange(0, ROWS)
     cell_cols = tile * CELLS + cell_ids
     cell_ok = (cell_ids < CELLS) & (cell_cols < GW)
-    cell_offset = strip.to(tl.int64) * GW + cell_cols
-
-    if MODE != UPSAMPLE:
-        col_sums = tl.zeros([COLS], dtype=tl.int32)
-        for r in range(0, n_rows, ROWS):
-            ok = (r + tl.arange(0, ROWS) < n_rows)[:, None] & col_ok[None, :]
-            rows = row0 + r + tl.arange(0, ROWS)
-            pixels = tl.load(x_ptr + plane_offset + rows[:, None] * W + cols[None, :], mask=ok, other=0)
-            col_sums += tl.sum(pixels.to(tl.int32), axis=0)
-        sums = tl.sum(tl.where(member, col_sums[None, :], 0), axis=1)
-    if MODE == SUMS:
-        tl.store(cells_ptr + cell_offset, sums, mask=cell_ok)
-    else:
-        if MODE == UPSAMPLE:
-            value = tl.load(cells_ptr + cell_offset, mask=cell_ok, other=0).to(tl.int32)
+    cols = cell_cols[:, None] * B + lane[None, :]  # (CELLS_P2, B_P2)
+    col_ok = cell_ok[:, None] & (lane[None, :] < B) & (cols < W)
+    widths = tl.sum(col_ok.to(tl.int32), axis=1)  # the last cell of a row is narrower when b does not divide W
+    offsets = row_ids[:, None, None] * W + cols[None, :, :]
+    for k in range(STRIPS):  # several strips (b rows of one plane) per program: fewer, fuller programs
+        strip = tl.program_id(0) * STRIPS + k
+        valid = strip < n_strips
+        cells_stored = cell_ok & (strip + 0 * cell_ids < n_strips)  # a vector mask (as the interpreter needs)
+        plane = strip // GH
+        row0 = (strip - plane * GH) * B
+        n_rows = tl.where(valid, tl.minimum(H - row0, B), 0)  # the bottom strip is shorter when b does not divide H
+        base = plane.to(tl.int64) * H * W + row0 * W  # int64: a batch can hold more than 2**31 pixels
+        cell_offset = strip.to(tl.int64) * GW + cell_cols
+        if MODE != UPSAMPLE:
+            sums = tl.zeros([CELLS_P2], dtype=tl.int32)
+            for r in range(0, n_rows, ROWS):
+                ok = (r + row_ids < n_rows)[:, None, None] & col_ok[None, :, :]
+                pixels = tl.load(x_ptr + base + r * W + offsets, mask=ok, other=0)
+                sums += tl.sum(tl.sum(pixels.to(tl.int32), axis=2), axis=0)
+        if MODE == SUMS:
+            tl.store(cells_ptr + cell_offset, sums, mask=cells_stored)
         else:
-            # mean = sums / count rounded half to even, in integers (exact for any cell size)
-            count = n_rows * tl.sum(member.to(tl.int32), axis=1)
-            count = tl.maximum(count, 1)  # padding cells of the tile: never stored
-            q = sums // count
-            twice_rem = 2 * (sums - q * count)
-            value = q + ((twice_rem > count) | ((twice_rem == count) & ((q & 1) == 1))).to(tl.int32)
-        _store_strip(out_ptr + plane_offset, value, member, row0, n_rows, cols, col_ok, W, ROWS, COLS)
-
-
-@triton.jit
-def _store_strip(base, value, member, row0, n_rows, cols, col_ok, W, ROWS: tl.constexpr, COLS: tl.constexpr):
-    """Writes each cell's value over its pixels of the strip."""
-    col_values = tl.sum(tl.where(member, value[:, None], 0), axis=0).to(tl.uint8)
-    block = tl.zeros([ROWS, COLS], dtype=tl.uint8) + col_values[None, :]
-    for r in range(0, n_rows, ROWS):
-        ok = (r + tl.arange(0, ROWS) < n_rows)[:, None] & col_ok[None, :]
-        rows = row0 + r + tl.arange(0, ROWS)
-        tl.store(base + rows[:, None] * W + cols[None, :], block, mask=ok)
+            if MODE == UPSAMPLE:
+                value = tl.load(cells_ptr + cell_offset, mask=cells_stored, other=0)
+            else:
+                # mean = sums / count rounded half to even, in integers (exact for any cell size)
+                count = tl.maximum(n_rows * widths, 1)  # padding cells of the tile: never stored
+                q = sums // count
+                twice_rem = 2 * (sums - q * count)
+                value = q + ((twice_rem > count) | ((twice_rem == count) & ((q & 1) == 1))).to(tl.int32)
+            block = tl.zeros([ROWS, CELLS_P2, B_P2], dtype=tl.uint8) + value.to(tl.uint8)[None, :, None]
+            for r in range(0, n_rows, ROWS):
+                ok = (r + row_ids < n_rows)[:, None, None] & col_ok[None, :, :]
+                tl.store(out_ptr + base + r * W + offsets, block, mask=ok)
 
 
 @functools.lru_cache(maxsize=None)
-def _tiling(b: int, w: int) -> tuple[int, int, int, int]:
-    """(cells per tile, its power of two, columns per tile (a power of two), rows per loop step)."""
-    # the membership mask costs cells * cols operations per strip: keep it near the strip's size
-    cells = max(1, min(-(-w // b), _TILE_PIXELS // (b * b), math.isqrt(_TILE_PIXELS // b)))
-    if b & (b - 1) == 0:
-        cells = 1 << (cells.bit_length() - 1)  # a power of two, so that the tile has no idle columns
-    cols = triton.next_power_of_2(min(cells * b, w))  # one tile covers the row when cells * b >= w
-    rows = max(1, min(triton.next_power_of_2(b), _TILE_PIXELS // cols))
-    return cells, triton.next_power_of_2(cells), cols, rows
+def _tiling(b: int, w: int) -> dict[str, int]:
+    """Block sizes: lanes per cell row (a power of two), cells per tile, rows per step, strips per program."""
+    b_p2 = triton.next_power_of_2(b)
+    cells = max(1, min(-(-w // b), _ROW_LANES // b_p2))
+    cells_p2 = triton.next_power_of_2(cells)
+    rows = max(1, min(b_p2, _TILE_PIXELS // (cells_p2 * b_p2)))
+    strips = max(1, _PROGRAM_PIXELS // (b * cells * b))
+    return {"B_P2": b_p2, "CELLS": cells, "CELLS_P2": cells_p2, "ROWS": rows, "STRIPS": strips}
+
+
+def _strips_per_program(most: int, n_strips: int) -> int:
+    """A power of two (few compiled variants) up to ``most``, leaving at least 1024 programs to spread."""
+    strips = min(most, 16, max(1, n_strips // 1024))
+    return 1 << (strips.bit_length() - 1)
 
 
 def _launch(x, cells, out, b: int, mode: tl.constexpr, shape: tuple[int, int, int, int]) -> None:
     n, c, h, w = shape
     gh, gw = -(-h // b), -(-w // b)
-    per_tile, per_tile_p2, cols, rows = _tiling(b, w)
-    grid = (n * c * gh, -(-gw // per_tile))
-    _cells_kernel[grid](
-        x, cells, out, h, w, gh, gw,
-        B=b, CELLS=per_tile, CELLS_P2=per_tile_p2, COLS=cols, ROWS=rows, MODE=mode.value,
-    )
+    n_strips = n * c * gh
+    tiling = dict(_tiling(b, w))
+    tiling["STRIPS"] = _strips_per_program(tiling["STRIPS"], n_strips)
+    grid = (triton.cdiv(n_strips, tiling["STRIPS"]), triton.cdiv(gw, tiling["CELLS"]))
+    _cells_kernel[grid](x, cells, out, h, w, gh, gw, n_strips, B=b, MODE=mode.value, **tiling)
 
 
 def cell_sums(x, b: int):

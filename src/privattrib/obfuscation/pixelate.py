@@ -241,7 +241,7 @@ def dp_pix_numpy(
 
 
 # ------------------------------------------------------------------------------------ torch
-BACKENDS = ("auto", "torch", "triton")
+BACKENDS = ("auto", "torch", "triton", "compile")
 
 
 @functools.lru_cache(maxsize=None)
@@ -254,14 +254,23 @@ def _triton_kernels():
     return _triton_cells
 
 
+@functools.lru_cache(maxsize=None)
+def _compiled(fn):
+    """``torch.compile`` of one of this module's PyTorch-ops functions (compiled on first call)."""
+    import torch
+
+    return torch.compile(fn, dynamic=None)
+
+
 def _use_triton(x, backend: str) -> bool:
-    """Whether the cell stages of ``x`` run as Triton kernels.
+    """Whether the cell stages of ``x`` run as the hand-written Triton kernels.
 
     ``auto`` picks them for CUDA tensors where Triton imports (it ships with PyTorch's CUDA wheels)
     unless ``PRIVATTRIB_NO_TRITON=1``; ``triton`` insists (on the CPU only with ``TRITON_INTERPRET=1``);
-    ``torch`` uses PyTorch ops. Both give the same bytes.
+    ``torch`` uses PyTorch ops, and ``compile`` the same ops through ``torch.compile`` (kernels
+    generated on the first call of each shape). All give the same bytes.
     """
-    if backend == "torch":
+    if backend in ("torch", "compile"):
         return False
     if backend == "triton":
         if _triton_kernels() is None:
@@ -286,6 +295,8 @@ def block_sums_torch(x, b: int, backend: str = "auto"):
 
     if _use_triton(x, backend):
         return _triton_kernels().cell_sums(x.contiguous(), b)
+    if backend == "compile":
+        return _compiled(block_sums_torch)(x, b, "torch")
     n, c, h, w = x.shape
     gh, gw = _grid(h, w, b)
     if h % b or w % b:
@@ -299,6 +310,8 @@ def upsample_torch(cells, b: int, h: int, w: int, backend: str = "auto"):
 
     if cells.dtype == torch.uint8 and _use_triton(cells, backend):
         return _triton_kernels().upsample(cells.contiguous(), b, h, w)
+    if backend == "compile":
+        return _compiled(upsample_torch)(cells, b, h, w, "torch")
     if h % b == 0 and w % b == 0:
         # Measured on an H100 (16,384 images 128x128 RGB, b=16): two repeat_interleave calls 12.6 M
         # images/s, F.interpolate 11.5 M, expand + reshape copy 8.7 M.
@@ -331,6 +344,8 @@ def pixelate_torch(x, b: int, backend: str = "auto"):
         return x.clone()
     if _use_triton(x, backend):
         return _triton_kernels().pixelate(x.contiguous(), b)
+    if backend == "compile":
+        return _compiled(pixelate_torch)(x, b, "torch")
     n, c, h, w = x.shape
     counts = torch.from_numpy(cell_counts(h, w, b)).to(device=x.device, dtype=torch.int32)
     means = round_half_even_mean(block_sums_torch(x, b, "torch"), counts).to(torch.uint8)
