@@ -185,17 +185,20 @@ def test_bad_arguments_are_refused(tmp_path, data, kwargs, match):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cell_on_cuda_with_a_real_method(tmp_path, data):
+def test_cell_on_cuda_with_a_real_method(tmp_path):
     from privattrib.obfuscation import make
 
-    train, val, test = data
+    # 32 images per class with flips did not learn in 4 epochs on either device (0.40 on the H100 and
+    # on the CPU alike); 64 per class without flips reaches 0.85 on the CPU in 8 epochs
+    train, val, test = tiny_set(64, 0, "train"), tiny_set(8, 1, "val"), tiny_set(16, 2, "test")
+    cfg = dict(CFG, fmap_base=1024, fmap_max=512, epochs=8, hflip=False)
     ob = make("pixelate:b=4")
-    rows = [run_attribution_cell(train, val, test, ob, s, dict(CFG, fmap_base=1024, fmap_max=512, epochs=4), 0,
-                                 tmp_path, device="cuda", progress=False) for s in SCENARIOS]
+    rows = [run_attribution_cell(train, val, test, ob, s, cfg, 0, tmp_path, device="cuda", progress=False)
+            for s in SCENARIOS]
     assert all(r["device"].startswith("cuda") for r in rows)
     assert rows[0]["accuracy_on_originals"] > 0.6  # the clean model learned the fingerprints (chance 1/3)
-    cpu = run_attribution_cell(train, val, test, ob, "clean-train", dict(CFG, fmap_base=1024, fmap_max=512, epochs=4),
-                               0, tmp_path / "cpu", device="cpu", progress=False)
+    cpu = run_attribution_cell(train, val, test, ob, "clean-train", cfg, 0, tmp_path / "cpu", device="cpu",
+                               progress=False)
     assert cpu["mse"] == pytest.approx(rows[0]["mse"], rel=1e-3)  # same obfuscation on both devices
 
 
