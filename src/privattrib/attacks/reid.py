@@ -64,6 +64,13 @@ PRETRAIN_CHOICES = (None, "others")
 #: against 3.4-3.6% from scratch).
 PRETRAIN_MAX_LR = 3e-4
 
+
+def learning_rate(lr: float, pretraining: bool) -> float:
+    """The learning rate an identity classifier trains with: capped at :data:`PRETRAIN_MAX_LR` for
+    both phases when it first pretrains on other people."""
+    return min(lr, PRETRAIN_MAX_LR) if pretraining else lr
+
+
 #: Training options of the re-identification classifier. Keys that are fields of
 #: :class:`privattrib.training.TrainConfig` go to the loop; ``arch`` names the network; every
 #: other key is an option of that network (e.g. ``dropout``).
@@ -313,7 +320,7 @@ def train_identity_classifier(
     if len(shape) != 4 or shape[2] != shape[3]:
         raise ValueError(f"identity classifier needs square uint8 N x C x S x S images, got {shape}")
     if pretrain_on is not None:
-        config = dataclasses.replace(config, lr=min(config.lr, PRETRAIN_MAX_LR))
+        config = dataclasses.replace(config, lr=learning_rate(config.lr, pretraining=True))
         aux_images, aux_labels, aux_classes = pretrain_on
         model = make_classifier(arch, num_classes=aux_classes, image_size=shape[3], in_channels=shape[1],
                                 seed=seed, **options)
@@ -486,7 +493,7 @@ def run_reid_cell(
         "pretrain": pretrain,
         "n_pretrain": len(others) if others is not None else 0,
         "n_pretrain_identities": others.num_classes if others is not None else 0,
-        "lr_used": min(cfg["lr"], PRETRAIN_MAX_LR) if others is not None else cfg["lr"],
+        "lr_used": learning_rate(cfg["lr"], pretraining=others is not None),
         "image_shape": list(identity_set.images.shape[1:]),
         "clean_model_cached": cached,
         "device": str(dev),
