@@ -6,22 +6,24 @@
 #
 # STEP may join steps with '+' (tests+gan+reid): they run at the same time, each with its own log.
 # Only steps that time nothing should share the machine like that.
-# Steps (each writes OUTDIR/STEP.log; the summary of all is OUTDIR/summary.txt):
-#   env        nvidia-smi, Python, torch, CUDA                                     (seconds)
-#   kernels    candidate pixelation kernels incl. int8 matmul cell sums, compiled  (~1 min)
-#   obfuscate  the issue-2 speed table on the device (goal: 5 M images/s)          (~1 min)
-#   train      yu2019 training speed at 128 px, eager / bf16 / compiled (goal 25k) (~2 min)
-#   tests      every test marked gpu (they skip without a CUDA device)             (~1 min)
-#   gan        gpu-64 dcgan on CelebA for GAN_STEPS steps; copies the sample grid  (~3 min)
-#   reid       Yale B 8/2 attack cells at full size (REID_SETS/yaleb.npz), REID_SECONDS at most
+# Steps (each writes OUTDIR/STEP.log; the summary of all is OUTDIR/summary.txt), with the time
+# each took on an H100 (2026-11-27):
+#   env        nvidia-smi, Python, torch, CUDA, Triton                              7 s
+#   kernels    candidate cell-sum / upsampling kernels, Triton and compiled         25-27 s
+#   obfuscate  the issue-2 speed table on the device (goal: 5 M images/s)           35-57 s
+#   train      yu2019 training speed at 128 px, eager / bf16 / compiled (goal 25k)  77 s
+#   tests      every test marked gpu                                                30-76 s
+#   gan        gpu-64 dcgan on CelebA for GAN_STEPS steps; copies the sample grid   96 s for 6,000 steps
+#   reid       Yale B 8/2 attack cells at full size (REID_SETS/yaleb.npz), REID_SECONDS at most:
+#              about 2 s per re-identification cell, 27-40 s per reconstruction cell
 #
 # Environment: CELEBA (default ../shared/data/celeba; a folder in the CelebA layout),
 # REID_SETS (prepared by `benchmarks/reid_grid.py prepare`, default .cache/attacks-grid),
 # GAN_STEPS (default 10000, the gpu-64 preset), REID_SECONDS (default 240), PYTHON (python3),
 # DEVICE (default cuda; `DEVICE=cpu ... tests gan` with GAN_STEPS=2 checks the script itself),
-# DEADLINE (seconds: every step's limit is cut to end 15 s before it; a step with under 20 s left
-# is skipped), BUNDLE (a .tar.gz path: every file of OUTDIR packed into it at the end, so that a
-# device call's eight returned files hold all the logs).
+# DEADLINE (seconds after the start: every step's limit is cut to end 15 s before it; a step with
+# under 20 s left is skipped), BUNDLE (a .tar.gz path: every file of OUTDIR packed into it at the
+# end, so that a device call's eight returned files hold all the logs).
 # Run from the repository root; it uses src/ directly (PYTHONPATH), so no install is needed
 # where torch, numpy, opencv, scipy, scikit-image, typer, rich and pyyaml are present.
 # OUTDIR gets only flat, small files (logs, JSON, the GAN's last grid, the attack rows): a device

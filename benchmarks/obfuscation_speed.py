@@ -150,9 +150,13 @@ def kernel_variants(n: int, b: int, compile_: bool) -> None:
     import torch
     import torch.nn.functional as F
 
-    from privattrib.obfuscation import _triton_cells as triton_cells
     from privattrib.obfuscation import make
 
+    try:
+        from privattrib.obfuscation import _triton_cells as triton_cells
+    except ImportError as e:  # its rows then report the failure; the other candidates still run
+        triton_cells = None
+        print(f"triton does not import: {e}")
     s = 128
     x = torch.randint(0, 256, (n, 3, s, s), dtype=torch.uint8, device="cuda")
     g = s // b

@@ -5,7 +5,7 @@ import pytest
 
 def test_bare_cuda_resolves_to_the_current_index(monkeypatch):
     # tensors on the GPU report cuda:0; a bare "cuda" must compare equal to that device, or the
-    # training loop copies GPU data through the host (found on the first H100 run)
+    # training loop treats GPU data as host data and fails (found on the first H100 run)
     import torch
 
     from privattrib.common import resolve_device

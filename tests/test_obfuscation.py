@@ -435,3 +435,21 @@ def test_compile_backend_gives_the_same_bytes():
     streams = np.arange(1, 5, dtype=np.uint64)
     assert torch.equal(P.dp_pix_torch(x, 8, 16, 0.5, streams, backend="compile"),
                        P.dp_pix_torch(x, 8, 16, 0.5, streams, backend="torch"))
+
+
+def test_torch_cell_sums_of_huge_cells_do_not_wrap():
+    # a 2902 x 2902 cell of 255 sums to 2,147,509,020 > 2**31 - 1: int32 sums wrap to a negative mean
+    x = np.full((1, 1, 2902, 2902), 255, dtype=np.uint8)
+    t = torch.from_numpy(x)
+    assert int(P.block_sums_torch(t, 2902, "torch")[0, 0, 0, 0]) == 255 * 2902**2
+    assert bool((P.pixelate_torch(t, 2902, "torch") == 255).all())
+
+
+def test_upsample_refuses_cells_of_another_grid():
+    with pytest.raises(ValueError, match="grid"):
+        P.upsample_torch(torch.zeros(1, 3, 2, 2, dtype=torch.uint8), 4, 16, 16, "torch")
+
+
+def test_unknown_backend_is_refused_even_for_b1():
+    with pytest.raises(ValueError, match="backend"):
+        P.pixelate_torch(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), 1, "cuda")

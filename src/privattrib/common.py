@@ -67,8 +67,8 @@ def resolve_device(device: str | None = "auto"):
     """``"auto"`` picks CUDA when present, else CPU; anything else goes to ``torch.device``.
 
     A bare ``cuda`` gets the current device's index (``cuda:0``), as the tensors placed there report
-    it: ``tensor.device == resolve_device("cuda")`` must hold, or data already on the GPU is copied
-    through the host (a bug the first GPU run of the training loop found).
+    it: ``tensor.device == resolve_device("cuda")`` must hold, or the training loop treats data already
+    on the GPU as host data (the first GPU run of the training loop failed there).
     """
     import torch
 

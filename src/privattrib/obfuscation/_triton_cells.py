@@ -99,13 +99,16 @@ def _strips_per_program(most: int, n_strips: int) -> int:
 
 
 def _launch(x, cells, out, b: int, mode: tl.constexpr, shape: tuple[int, int, int, int]) -> None:
+    import torch
+
     n, c, h, w = shape
     gh, gw = -(-h // b), -(-w // b)
     n_strips = n * c * gh
     tiling = dict(_tiling(b, w))
     tiling["STRIPS"] = _strips_per_program(tiling["STRIPS"], n_strips)
     grid = (triton.cdiv(n_strips, tiling["STRIPS"]), triton.cdiv(gw, tiling["CELLS"]))
-    _cells_kernel[grid](x, cells, out, h, w, gh, gw, n_strips, B=b, MODE=mode.value, **tiling)
+    with torch.cuda.device_of(x):  # Triton launches on the current device, not on the tensors' (cuda:1)
+        _cells_kernel[grid](x, cells, out, h, w, gh, gw, n_strips, B=b, MODE=mode.value, **tiling)
 
 
 def cell_sums(x, b: int):

@@ -267,8 +267,9 @@ def _use_triton(x, backend: str) -> bool:
 
     ``auto`` picks them for CUDA tensors where Triton imports (it ships with PyTorch's CUDA wheels)
     unless ``PRIVATTRIB_NO_TRITON=1``; ``triton`` insists (on the CPU only with ``TRITON_INTERPRET=1``);
-    ``torch`` uses PyTorch ops, and ``compile`` the same ops through ``torch.compile`` (kernels
-    generated on the first call of each shape). All give the same bytes.
+    ``torch`` uses PyTorch ops, and ``compile`` the same ops through ``torch.compile`` (compiled on
+    the first call, and again, with dynamic sizes, when a size or b changes). Triton needs int32
+    cell sums, so b >= 2902 runs through PyTorch ops whatever the backend. All give the same bytes.
     """
     if backend in ("torch", "compile"):
         return False
@@ -281,6 +282,11 @@ def _use_triton(x, backend: str) -> bool:
     return x.is_cuda and os.environ.get("PRIVATTRIB_NO_TRITON") != "1" and _triton_kernels() is not None
 
 
+def _sums_fit_int32(b: int) -> bool:
+    """Whether a b x b cell of uint8 sums below 2**31 (b < 2902): the Triton kernels' int32 sums."""
+    return b * b * 255 < 2**31
+
+
 def block_sums_torch(x, b: int, backend: str = "auto"):
     """Integer cell sums on any device.
 
@@ -288,12 +294,12 @@ def block_sums_torch(x, b: int, backend: str = "auto"):
         x: uint8 tensor ``(N, C, H, W)``.
         backend: see :func:`_use_triton`.
     Returns:
-        int32 tensor ``(N, C, ceil(H/b), ceil(W/b))``.
+        int32 tensor ``(N, C, ceil(H/b), ceil(W/b))`` (int64 for b >= 2902, through PyTorch ops).
     """
     import torch
     import torch.nn.functional as F
 
-    if _use_triton(x, backend):
+    if _use_triton(x, backend) and _sums_fit_int32(b):
         return _triton_kernels().cell_sums(x.contiguous(), b)
     if backend == "compile":
         return _compiled(block_sums_torch)(x, b, "torch")
@@ -301,13 +307,16 @@ def block_sums_torch(x, b: int, backend: str = "auto"):
     gh, gw = _grid(h, w, b)
     if h % b or w % b:
         x = F.pad(x, (0, gw * b - w, 0, gh * b - h))  # zero padding adds nothing to the sums
-    return x.view(n, c, gh, b, gw, b).sum(dim=(3, 5), dtype=torch.int32)
+    acc = torch.int32 if _sums_fit_int32(b) else torch.int64
+    return x.view(n, c, gh, b, gw, b).sum(dim=(3, 5), dtype=acc)
 
 
 def upsample_torch(cells, b: int, h: int, w: int, backend: str = "auto"):
     """``(N, C, gh, gw)`` -> ``(N, C, H, W)`` nearest-neighbour (cell values repeated over their pixels)."""
     import torch
 
+    if tuple(cells.shape[2:]) != _grid(h, w, b):  # the Triton kernel would read past the cells
+        raise ValueError(f"cells {tuple(cells.shape)} do not match the {_grid(h, w, b)} grid of b={b} on {h}x{w}")
     if cells.dtype == torch.uint8 and _use_triton(cells, backend):
         return _triton_kernels().upsample(cells.contiguous(), b, h, w)
     if backend == "compile":
@@ -340,9 +349,10 @@ def pixelate_torch(x, b: int, backend: str = "auto"):
     """
     import torch
 
+    use_triton = _use_triton(x, backend)  # also refuses an unknown backend when b == 1
     if b == 1:
         return x.clone()
-    if _use_triton(x, backend):
+    if use_triton and _sums_fit_int32(b):
         return _triton_kernels().pixelate(x.contiguous(), b)
     if backend == "compile":
         return _compiled(pixelate_torch)(x, b, "torch")
