@@ -18,12 +18,17 @@ def test_bare_cuda_resolves_to_the_current_index(monkeypatch):
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
 
 
-def test_cuda_without_a_gpu_is_refused_plainly(monkeypatch):
+def test_cuda_without_a_gpu_stays_bare_and_a_local_run_is_refused(monkeypatch):
+    # a Ray driver without a GPU describes a "cuda" run it sends to GPU workers (environment_info);
+    # only a local run on that device is refused, with a message
     import torch
 
     from privattrib.common import resolve_device
+    from privattrib.experiments.runner import check_local_device, environment_info
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(RuntimeError, match="CUDA is not available"):
-        resolve_device("cuda")
+    assert resolve_device("cuda") == torch.device("cuda")
     assert resolve_device("auto") == torch.device("cpu")
+    assert environment_info("cuda")["device"] == "cuda"
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        check_local_device("cuda")

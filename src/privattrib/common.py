@@ -68,17 +68,16 @@ def resolve_device(device: str | None = "auto"):
 
     A bare ``cuda`` gets the current device's index (``cuda:0``), as the tensors placed there report
     it: ``tensor.device == resolve_device("cuda")`` must hold, or the training loop treats data already
-    on the GPU as host data (the first GPU run of the training loop failed there).
+    on the GPU as host data (the first GPU run of the training loop failed there). Where this process
+    sees no GPU (a Ray driver sending cells to GPU workers) it stays a bare ``cuda``; refusing a
+    device this process cannot use is :func:`privattrib.experiments.runner.check_local_device`'s job.
     """
     import torch
 
     if device in (None, "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     resolved = torch.device(device)
-    if resolved.type == "cuda" and resolved.index is None:
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r}: CUDA is not available here (torch {torch.__version__}); "
-                               "use --device cpu or auto")
+    if resolved.type == "cuda" and resolved.index is None and torch.cuda.is_available():
         resolved = torch.device("cuda", torch.cuda.current_device())
     return resolved
 
