@@ -200,6 +200,24 @@ def test_resume_after_sigkill(tmp_path):
     assert manifest["runs"] == 2
 
 
+def test_a_moved_repository_resumes_without_recomputing(tmp_path):
+    """Runs and data moved together (relative paths in the spec) keep every finished cell."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    make_fake_folder(repo / "data" / "fakes")
+    raw = tiny_spec(tmp_path, obfuscations=["none", "pixelate:b=2"], scenarios=["clean-train"])
+    raw["data"]["sources"]["fake"] = "data/fakes"
+    raw["data"]["cache_dir"] = "cache"
+    first = run_experiment(validate_spec(raw, base_dir=repo), repo / "runs" / "x", progress=False, report=False)
+    assert first.ran == 2 and not first.failures
+    moved = tmp_path / "moved"
+    shutil.move(repo, moved)
+    again = run_experiment(validate_spec(raw, base_dir=moved), moved / "runs" / "x", progress=False, report=False)
+    assert (again.skipped, again.ran) == (2, 0)
+    assert len(list((moved / "runs" / "x" / "data").iterdir())) == 1  # the data were not assembled again
+
+
 def test_one_run_per_outdir(tmp_path):
     from privattrib.experiments.runner import _exclusive
 

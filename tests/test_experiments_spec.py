@@ -110,6 +110,54 @@ def test_rows_hash_ignores_grid_but_not_data_or_classifier(tmp_path):
         assert validate_spec(other).rows_hash() != h
 
 
+def test_results_are_keyed_by_paths_as_written_not_where_they_resolve(tmp_path):
+    """Moving a repository (its runs and the data beside it) keeps its results valid."""
+    from privattrib.common import stable_hash
+
+    def spec_at(root, fake="fakes", cache="cache"):
+        root.mkdir(exist_ok=True)
+        raw = base_spec(root)
+        raw["data"]["sources"]["fake"] = fake
+        raw["data"]["cache_dir"] = cache
+        raw["attacks"] = {"reid": {"data": {"identities": "ids"}}}
+        return validate_spec(raw, base_dir=root)
+
+    here, moved = spec_at(tmp_path / "a"), spec_at(tmp_path / "b", cache="elsewhere/cache")
+    assert here.data["sources"]["fake"]["path"] != moved.data["sources"]["fake"]["path"]
+    assert here.data_hash() == moved.data_hash() and here.task_hashes() == moved.task_hashes()
+    assert spec_at(tmp_path / "a", fake="./other/../fakes").data_hash() == here.data_hash()
+    assert spec_at(tmp_path / "a", fake="other-fakes").data_hash() != here.data_hash()
+    # rows and data of an older privattrib, keyed by resolved paths and cache_dir, still resume here
+    legacy_data = {"seed": here.seed, "data": {**here.data, "sources": {
+        name: {k: v for k, v in src.items() if k != "given"} for name, src in here.data["sources"].items()}}}
+    assert here.data_hash(legacy=True) == stable_hash(legacy_data) != here.data_hash()
+    assert here.data_hash(legacy=True) != moved.data_hash(legacy=True)
+    # a spec that writes absolute paths and no cache_dir keeps the hashes it always had
+    absolute = validate_spec(base_spec(tmp_path))
+    assert absolute.data_hash() == absolute.data_hash(legacy=True)
+    legacy_attribution = {"data": legacy_data, "obfuscated_fraction": here.obfuscated_fraction,
+                          "classifier": here.classifier}
+    assert stable_hash(legacy_attribution) in here.accepted_hashes()["attribution"]
+    assert here.task_hashes(legacy=True)["reid"] in here.accepted_hashes()["reid"]
+
+
+def test_data_folder_of_an_older_privattrib_is_reused(tmp_path):
+    from privattrib.experiments.sources import data_dir
+
+    raw = base_spec(tmp_path)
+    raw["data"]["sources"]["fake"] = "fakes"  # relative: the legacy key (resolved path) differs
+    spec = validate_spec(raw, base_dir=tmp_path)
+    assert data_dir(tmp_path / "run", spec).name == spec.data_hash() != spec.data_hash(legacy=True)
+    legacy = tmp_path / "run" / "data" / spec.data_hash(legacy=True)
+    legacy.mkdir(parents=True)
+    (legacy / "info.json").write_text("{}")
+    assert data_dir(tmp_path / "run", spec) == legacy
+    current = tmp_path / "run" / "data" / spec.data_hash()
+    current.mkdir()
+    (current / "info.json").write_text("{}")
+    assert data_dir(tmp_path / "run", spec) == current
+
+
 def test_task_hashes_are_independent(tmp_path):
     raw = base_spec(tmp_path)
     plain = validate_spec(raw).task_hashes()

@@ -28,7 +28,7 @@ import yaml
 
 from privattrib.common import atomic_write_text, resolve_device
 from privattrib.experiments.executors import make_executor
-from privattrib.experiments.sources import assemble_data
+from privattrib.experiments.sources import assemble_data, data_dir
 from privattrib.experiments.spec import REAL_CLASS, Cell, ExperimentSpec
 from privattrib.experiments.store import ResultsStore, SpecChangedError
 
@@ -214,7 +214,7 @@ def write_manifest(store: ResultsStore, spec: ExperimentSpec, env: dict, executo
         "rows_key": spec.rows_key(),
         "task_hashes": spec.task_hashes(),
         "task_keys": spec.task_keys(),
-        "data_hash": spec.data_hash(),
+        "data_hash": data_dir(store.outdir, spec).name,
         "environment": env,
         "executor": executor,
         "created_at": old.get("created_at") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -326,7 +326,8 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
             "context": {
                 "name": spec.name, "classifier": spec.classifier,
                 "work_dir": str(outdir / "models"), "obfuscated_fraction": spec.obfuscated_fraction,
-                "device": device, "progress": progress, "task_hashes": spec.task_hashes(), "data_hash": spec.data_hash(),
+                "device": device, "progress": progress, "task_hashes": spec.task_hashes(),
+                "data_hash": data_dir(outdir, spec).name,
                 "class_names": spec.class_names, "attacks": spec.attacks,
             },
         }

@@ -46,7 +46,16 @@ def derived_seed(*parts) -> int:
 
 
 def data_dir(outdir: str | os.PathLike, spec: ExperimentSpec) -> Path:
-    return Path(outdir) / "data" / spec.data_hash()
+    """``OUTDIR/data/<data hash>``, or the folder an older privattrib named by its legacy hash."""
+    return _current_or_legacy(Path(outdir) / "data", spec.data_hash(), spec.data_hash(legacy=True),
+                              lambda d: (d / "info.json").is_file())
+
+
+def _current_or_legacy(parent: Path, name: str, legacy_name: str, exists) -> Path:
+    # Runs written before data keys held paths as written stay where they are: re-assembling the
+    # data would be wasted, and re-training a GAN source would change the experiment.
+    current, legacy = parent / name, parent / legacy_name
+    return legacy if not exists(current) and exists(legacy) else current
 
 
 def load_experiment_data(directory: str | os.PathLike) -> ExperimentData:
@@ -93,7 +102,7 @@ def assemble_data(spec: ExperimentSpec, outdir: str | os.PathLike, *, device: st
     counts = data["per_class"]
     need = counts["train"] + counts["val"] + counts["test"]
     class_names = spec.class_names
-    info: dict = {"data_hash": spec.data_hash(), "class_names": class_names, "sources": {}}
+    info: dict = {"data_hash": directory.name, "class_names": class_names, "sources": {}}
 
     # 1. The real class, split identity-disjointly.
     real_src = data["sources"][REAL_CLASS]
@@ -271,7 +280,9 @@ def _gan_source(name, src, real_pool: LabeledImages, spec, outdir, need, device,
     from privattrib.gans import sample_gan, train_gan
 
     cfg = {k: v for k, v in src.items() if k != "kind"}
-    run_dir = Path(outdir) / "gans" / f"{name}-{stable_hash({'gan': cfg, 'data': spec.data_hash()}, 8)}"
+    run_dir = _current_or_legacy(
+        Path(outdir) / "gans", f"{name}-{stable_hash({'gan': cfg, 'data': spec.data_hash()}, 8)}",
+        f"{name}-{stable_hash({'gan': cfg, 'data': spec.data_hash(legacy=True)}, 8)}", Path.is_dir)
     say(f"training GAN source {name} ({_describe(src)}) on {len(real_pool)} real training images -> {run_dir}")
     kwargs = {"size": spec.data["size"], "seed": src["seed"], "out": run_dir, "device": device,
               "progress": progress}

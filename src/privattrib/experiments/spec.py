@@ -135,11 +135,16 @@ class ExperimentSpec:
         others = sorted(k for k in self.data["sources"] if k != REAL_CLASS)
         return [REAL_CLASS, *others]
 
-    def data_key(self) -> dict:
-        """Everything that decides the images and splits (hashing it names the data cache)."""
-        return {"seed": self.seed, "data": self.data}
+    def data_key(self, *, legacy: bool = False) -> dict:
+        """Everything that decides the images and splits (hashing it names the data cache).
 
-    def task_keys(self) -> dict[str, dict]:
+        Source paths enter as written in the spec, not as resolved, and ``cache_dir`` not at all,
+        so moving a repository (its runs and the data beside it) keeps its results valid.
+        ``legacy=True`` gives the key of privattrib before that: resolved paths and ``cache_dir``.
+        """
+        return _key_form({"seed": self.seed, "data": self.data}, legacy)
+
+    def task_keys(self, *, legacy: bool = False) -> dict[str, dict]:
         """Per key group (``attribution``, ``attribution:fine-tune``, ``reid``, ``reconstruct``),
         everything that, when changed, invalidates that group's finished rows (:func:`key_group`
         says which group a row belongs to).
@@ -152,7 +157,7 @@ class ExperimentSpec:
         """
         from privattrib.attribution.scenarios import FINE_TUNE_KEYS
 
-        attribution = {"data": self.data_key(), "obfuscated_fraction": self.obfuscated_fraction}
+        attribution = {"data": self.data_key(legacy=legacy), "obfuscated_fraction": self.obfuscated_fraction}
         keys: dict[str, dict] = {
             # fine-tune options (e.g. fine_tune_epochs) leave clean-train and obfuscated-train rows valid
             "attribution": {**attribution, "classifier": {k: v for k, v in self.classifier.items()
@@ -160,38 +165,42 @@ class ExperimentSpec:
             FINE_TUNE_GROUP: {**attribution, "classifier": self.classifier},
         }
         for name, opts in self.attacks.items():
-            keys[name] = {"attack": name, **{k: v for k, v in opts.items() if k not in ("methods", "variants")}}
+            keys[name] = _key_form({"attack": name, **{k: v for k, v in opts.items()
+                                                       if k not in ("methods", "variants")}}, legacy)
         return keys
 
-    def task_hashes(self) -> dict[str, str]:
-        return {task: stable_hash(key) for task, key in self.task_keys().items()}
+    def task_hashes(self, *, legacy: bool = False) -> dict[str, str]:
+        return {task: stable_hash(key) for task, key in self.task_keys(legacy=legacy).items()}
 
     def accepted_hashes(self) -> dict[str, set[str]]:
-        """Per key group, every stamp that marks a row as valid for this spec: its own hash, and for
-        ``attribution`` also the fine-tune group's, whose key contains it (rows written before the
-        fine-tune options had a group of their own were stamped with the whole classifier)."""
-        hashes = self.task_hashes()
-        accepted = {group: {h} for group, h in hashes.items()}
-        accepted["attribution"].add(hashes[FINE_TUNE_GROUP])
+        """Per key group, every stamp that marks a row as valid for this spec: its own hash, the
+        hash of its older key with resolved paths (:meth:`data_key`), and for ``attribution`` also
+        the fine-tune group's, whose key contains it (rows written before the fine-tune options had
+        a group of their own were stamped with the whole classifier)."""
+        hashes, legacy = self.task_hashes(), self.task_hashes(legacy=True)
+        accepted = {group: {h, legacy[group]} for group, h in hashes.items()}
+        accepted["attribution"] |= {hashes[FINE_TUNE_GROUP], legacy[FINE_TUNE_GROUP]}
         if "fine-tune" not in self.scenarios:
             del accepted[FINE_TUNE_GROUP]  # like a task the spec does not run: its rows are only hidden
         return accepted
 
     def rows_key(self) -> dict:
         """The whole-spec key that rows were stamped with before per-task keys (kept so that rows
-        of an unchanged spec written by an older privattrib still resume)."""
+        of an unchanged spec written by an older privattrib still resume; those used resolved
+        paths)."""
         return {
-            "data": self.data_key(),
+            "data": self.data_key(legacy=True),
             "classifier": self.classifier,
             "obfuscated_fraction": self.obfuscated_fraction,
-            "attacks": self.attacks,
+            "attacks": _key_form(self.attacks, legacy=True),
         }
 
     def rows_hash(self) -> str:
         return stable_hash(self.rows_key())
 
-    def data_hash(self) -> str:
-        return stable_hash(self.data_key())
+    def data_hash(self, *, legacy: bool = False) -> str:
+        return stable_hash(self.data_key(legacy=legacy))
+
 
     def cells(self) -> list[Cell]:
         """Every cell of the grid, seed-major so each seed's clean model is trained first; attack
@@ -237,6 +246,20 @@ class ExperimentSpec:
             "attacks": copy.deepcopy(self.attacks),
             "report": copy.deepcopy(self.report),
         }
+
+
+def _key_form(obj: Any, legacy: bool) -> Any:
+    """A copy of ``obj`` as results are keyed: each source's path as written (``given``) and no
+    ``cache_dir``; or, with ``legacy``, the resolved path and ``cache_dir``, as before ``given``."""
+    if isinstance(obj, list):
+        return [_key_form(v, legacy) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    out = {k: _key_form(v, legacy) for k, v in obj.items()
+           if k != "given" and (legacy or k != "cache_dir")}
+    if "given" in obj and not legacy:
+        out["path"] = obj["given"]
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,7 +414,7 @@ def normalise_source(src: Any, where: str, base: Path) -> dict:
     ``{gan_run: PATH}`` (sample an existing GAN run).
     """
     if isinstance(src, (str, os.PathLike)):
-        return {"kind": "auto", "path": str((base / str(src)).resolve())}
+        return {"kind": "auto", "path": str((base / str(src)).resolve()), "given": os.path.normpath(str(src))}
     kinds = [k for k in SOURCE_KINDS if isinstance(src, dict) and k in src]
     if not isinstance(src, dict) or len(kinds) != 1:
         raise SpecError(
@@ -410,7 +433,8 @@ def normalise_source(src: Any, where: str, base: Path) -> dict:
     if kind in ("celeba", "folder", "identities", "gan_run"):
         if not isinstance(value, (str, os.PathLike)):
             raise SpecError(f"{where}.{kind}: must be a path, got {value!r}")
-        out = {"kind": kind, "path": str((base / str(value)).resolve())}
+        # ``given`` (the path as written) keys the results; ``path`` is where it is read from now
+        out = {"kind": kind, "path": str((base / str(value)).resolve()), "given": os.path.normpath(str(value))}
         if extra:
             out["options"] = extra
         return out
