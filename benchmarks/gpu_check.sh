@@ -24,6 +24,7 @@
 # DEADLINE (seconds after the start: every step's limit is cut to end 15 s before it; a step with
 # under 20 s left is skipped), BUNDLE (a .tar.gz path: every file of OUTDIR packed into it at the
 # end, so that a device call's eight returned files hold all the logs).
+# Exit status: 0 when every step that ran passed, 1 when one failed, 2 for an unknown step.
 # Run from the repository root; it uses src/ directly (PYTHONPATH), so no install is needed
 # where torch, numpy, opencv, scipy, scikit-image, typer, rich and pyyaml are present.
 # OUTDIR gets only flat, small files (logs, JSON, the GAN's last grid, the attack rows): a device
@@ -130,3 +131,6 @@ cat "$out/summary.txt"
 if [ -n "${BUNDLE:-}" ]; then
     tar czf "$BUNDLE" -C "$out" . && echo "bundled $(ls "$out" | wc -l) files into $BUNDLE"
 fi
+# exit 1 when a step failed or timed out (a skipped step is not a failure), so callers can tell
+failed=$(grep -c ' rc=[1-9]' "$out/summary.txt")
+[ "$failed" -eq 0 ] || { echo "$failed step(s) failed" >&2; exit 1; }

@@ -31,6 +31,7 @@ def test_a_failing_step_is_summarised_and_the_next_one_still_runs(tmp_path):
     summary = (out / "summary.txt").read_text().splitlines()
     assert [line.split()[0] for line in summary] == ["env", "env"], done.stdout
     assert all("rc=" in line for line in summary)
+    assert done.returncode == 1 and "2 step(s) failed" in done.stderr
 
 
 def test_a_misspelt_step_is_refused_before_any_step_runs(tmp_path):
@@ -70,7 +71,9 @@ def test_joined_steps_run_together_and_the_bundle_holds_every_log(tmp_path):
 
 def test_a_step_past_the_deadline_is_skipped_and_said_so(tmp_path):
     out = tmp_path / "out"
-    subprocess.run(["bash", str(SCRIPT), str(out), "env"], capture_output=True, text=True, cwd=SCRIPT.parents[1],
-                   env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "DEADLINE": "30"})
+    done = subprocess.run(["bash", str(SCRIPT), str(out), "env"], capture_output=True, text=True,
+                          cwd=SCRIPT.parents[1],
+                          env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "DEADLINE": "30"})
     assert (out / "summary.txt").read_text().startswith("env skipped")
     assert not (out / "env.log").exists()
+    assert done.returncode == 0  # skipped is not failed
