@@ -91,8 +91,9 @@ import triton; print(\"triton\", triton.__version__)'" ;;
         run kernels 150 "$py" benchmarks/obfuscation_speed.py --device "$device" --kernel-variants --compile \
             --n 16384 ;;
     obfuscate)
+        # every host core: svd-mp runs its SVDs on the host, one per thread
         run obfuscate 120 "$py" benchmarks/obfuscation_speed.py --device "$device" --n 16384 --repeat 3 \
-            --min-time 0.2 --json "$out/obfuscate.json" ;;
+            --min-time 0.2 --threads "$(nproc)" --json "$out/obfuscate.json" ;;
     train)
         run train 240 "$py" benchmarks/train_speed.py --device "$device" --size 128 --batch 256 \
             --json "$out/train.json" ;;

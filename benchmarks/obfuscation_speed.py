@@ -204,6 +204,9 @@ def kernel_variants(n: int, b: int, compile_: bool) -> None:
 # ----------------------------------------------------------------------------- main
 # the library's CUDA path (Triton kernels) against its other backends: row name -> backend
 OTHER_BACKENDS = {"cuda NCHW, torch ops": "torch", "cuda NCHW, torch.compile": "compile"}
+# svd-mp computes on the host in float64 for tensors on any device; this row times the SVD on the
+# tensor's own device in float32 (svd_mp_torch), which it replaced
+SVD_ON_DEVICE = "float32 SVD on the device"
 
 DEFAULT_SPECS = [
     "pixelate:b=16",
@@ -244,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     from privattrib.obfuscation import make, parse_spec
     from privattrib.obfuscation.noise import image_streams
     from privattrib.obfuscation.pixelate import dp_pix_torch, pixelate_torch
+    from privattrib.obfuscation.svd import svd_mp_torch
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -298,12 +302,16 @@ def main(argv: list[str] | None = None) -> int:
                     (lambda d=batch, k=backend: pixelate_torch(d, b, k)) if name == "pixelate"
                     else (lambda d=batch, k=backend: dp_pix_torch(d, b, m, eps, streams, backend=k))
                 )
+        if name == "svd-mp":
+            batch, streams = x_nchw[:count], image_streams(0, None, count)
+            fns[SVD_ON_DEVICE] = lambda d=batch: svd_mp_torch(d, p["k"], p["epsilon"], streams)
         console.log(f"timing {spec} ({count} images)")
         best = _time_interleaved(fns, sync, args.repeat, args.min_time)
         naive_rate = count / best["naive"] if "naive" in best else None
-        for path in [name_ for name_, _ in paths] + [row for row in OTHER_BACKENDS if row in best]:
+        extra_rows = [row for row in (*OTHER_BACKENDS, SVD_ON_DEVICE) if row in best]
+        for path in [name_ for name_, _ in paths] + extra_rows:
             rate = count / best[path]
-            copy_rate = count / best["copy " + (paths[0][0] if path in OTHER_BACKENDS else path)]
+            copy_rate = count / best["copy " + (paths[0][0] if path in extra_rows else path)]
             rows.append({
                 "method": ob.spec, "path": path, "images_per_s": rate,
                 "naive_images_per_s": naive_rate, "vs_naive": None if naive_rate is None else rate / naive_rate,

@@ -276,17 +276,29 @@ def test_blur_matches_the_float_definition():
 
 
 def test_torch_kernels_match_numpy_kernels_on_cpu():
-    """The torch code (what runs on CUDA) gives the CPU bytes for pixelate/dp-pix, +-1 for blur/svd."""
+    """The torch code (what runs on CUDA) gives the CPU bytes for pixelate/dp-pix/svd-mp, +-1 for blur."""
     x = _rng_images(n=4, h=21, w=18, c=3)
     t = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
     streams = image_streams(5, None, 4)
-    for spec, tol in [("pixelate:b=4", 0), ("dp-pix:b=4,m=2,epsilon=3", 0), ("dp-blur:b=3,epsilon=3,k=5", 1), ("svd-mp:k=3,epsilon=3", 1), ("blur:k=9", 1)]:
+    for spec, tol in [("pixelate:b=4", 0), ("dp-pix:b=4,m=2,epsilon=3", 0), ("dp-blur:b=3,epsilon=3,k=5", 1), ("svd-mp:k=3,epsilon=3", 0), ("blur:k=9", 1)]:
         ob = make(spec)
         a = ob(x, seed=5)
         b = ob._forward_torch(t, streams).permute(0, 2, 3, 1).numpy()
         diff = np.abs(a.astype(int) - b.astype(int))
         assert diff.max() <= tol, spec
         assert (diff > 0).mean() < 0.01, spec
+
+
+def test_svd_mp_on_device_float32_is_within_a_grey_level_of_the_method():
+    """``svd_mp_torch`` (SVD on the tensor's device, float32) against the method's float64 path."""
+    from privattrib.obfuscation.svd import svd_mp_torch
+
+    x = _rng_images(n=4, h=21, w=18, c=3)
+    t = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+    streams = image_streams(5, None, 4)
+    a = make("svd-mp:k=3,epsilon=3")._forward_torch(t, streams).numpy()
+    diff = np.abs(a.astype(int) - svd_mp_torch(t, 3, 3.0, streams).numpy().astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
 
 
 def test_svd_mp_with_tiny_noise_is_the_rank_k_approximation():

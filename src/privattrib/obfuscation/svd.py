@@ -87,7 +87,9 @@ def svd_mp_numpy(x: np.ndarray, layout: str, k: int, epsilon: float, streams: np
 
 
 def svd_mp_torch(x, k: int, epsilon: float, streams: np.ndarray):
-    """svd-mp on any device (float32 batched SVD, noise from the same keyed streams as the NumPy path).
+    """svd-mp on the tensor's device (float32 batched SVD, noise from the same keyed streams as the
+    NumPy path). The method itself does not use it (see :meth:`SVDMetricPrivacy._forward_torch`);
+    it stays for callers who want the SVD on the device, and for the speed benchmark.
 
     Args:
         x: uint8 tensor ``(N, C, H, W)``.
@@ -136,4 +138,12 @@ class SVDMetricPrivacy(Obfuscation):
         return svd_mp_numpy(x, layout, self.params["k"], self.params["epsilon"], streams)
 
     def _forward_torch(self, x, streams):
-        return svd_mp_torch(x, self.params["k"], self.params["epsilon"], streams)
+        # Tensors on any device take the float64 host path: the same bytes on every device, and
+        # faster. CUDA has no batched SVD for matrices over 32 x 32 (torch loops over them: 129
+        # images/s at 128 x 128 on an H100), and torch's multi-threaded CPU SVD of small matrices
+        # slows down badly on shared cores (docs/performance.md).
+        import torch
+
+        host = np.ascontiguousarray(x.detach().cpu().numpy())
+        out = svd_mp_numpy(host, "nchw", self.params["k"], self.params["epsilon"], streams)
+        return torch.from_numpy(out).to(x.device)
