@@ -201,7 +201,6 @@ class ExperimentSpec:
     def data_hash(self, *, legacy: bool = False) -> str:
         return stable_hash(self.data_key(legacy=legacy))
 
-
     def cells(self) -> list[Cell]:
         """Every cell of the grid, seed-major so each seed's clean model is trained first; attack
         cells (scenario ``reid:retrain``, ``reid:no-retrain``, ``reconstruct``) come after.
