@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import binom
 from typer.testing import CliRunner
 
@@ -134,6 +135,19 @@ def test_methods_without_dp_claim_are_fully_distinguishable():
     result = audit("pixelate:b=8", trials=2_000)
     assert result.claimed_epsilon is None and not result.violated
     assert result.epsilon_lower_bound > 5  # deterministic: only the sample size limits the bound
+    # ... so the bound is the ceiling of the sample size, and says so
+    assert result.at_ceiling and result.epsilon_lower_bound == pytest.approx(result.epsilon_ceiling)
+    assert any("ceiling" in note for note in result.notes)
+    assert audit("pixelate:b=8", trials=8_000).epsilon_ceiling > result.epsilon_ceiling
+
+
+def test_a_measured_bound_is_below_the_ceiling_and_notes_fit_the_method():
+    noisy = audit("dp-pix:b=4,m=1,epsilon=1", trials=4_000)
+    assert not noisy.at_ceiling and noisy.epsilon_lower_bound < noisy.epsilon_ceiling
+    assert not any("ceiling" in note for note in noisy.notes)
+    # the note on noise spread by the blur belongs to dp-blur, not to the noiseless blur
+    assert not any("noise" in note for note in audit("blur:k=5", trials=400).notes)
+    assert any("noise" in note for note in audit("dp-blur:b=4,m=1,epsilon=1,k=5", trials=400).notes)
 
 
 def test_bad_parameters():
@@ -150,6 +164,22 @@ def test_cli_audit_json_schema():
     for key in ("claimed_epsilon", "epsilon_lower_bound", "trials", "confidence", "test", "violated", "pair"):
         assert key in row
     assert row["claimed_epsilon"] == 0.5 and row["epsilon_lower_bound"] <= 0.5 and row["trials"] == 4000
+
+
+def test_cli_audit_without_a_claim_gives_no_verdict_and_names_the_ceiling():
+    result = CliRunner().invoke(app, ["audit", "pixelate:b=8", "--trials", "400"])
+    assert result.exit_code == 0, result.output
+    assert "no claim to check" in result.output and "consistent" not in result.output
+    assert "ceiling of this many draws" in result.output
+
+
+def test_cli_refuses_a_device_it_cannot_use_before_any_work():
+    bad = CliRunner().invoke(app, ["audit", "dp-pix:b=4", "--device", "gpu"])
+    assert bad.exit_code == 2 and "'gpu' is not a device" in bad.output and "Traceback" not in bad.output
+    if not torch.cuda.is_available():
+        absent = CliRunner().invoke(app, ["attack", "reid", "--data", "synthetic", "--method", "none",
+                                          "--device", "cuda"])
+        assert absent.exit_code == 2 and "CUDA is not available" in absent.output
 
 
 def test_cli_audit_refuses_svd_mp():

@@ -63,6 +63,10 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
+#: Device names privattrib accepts (specs, ``--device``): what :func:`resolve_device` maps.
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?|mps)$"
+
+
 def resolve_device(device: str | None = "auto"):
     """``"auto"`` picks CUDA when present, else CPU; anything else goes to ``torch.device``.
 

@@ -218,12 +218,13 @@ class _Progress:
         self._own = None
         self._progress = None
         if progress is True:
+            from rich.console import Console
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                        TimeElapsedColumn, TimeRemainingColumn)
 
             self._own = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                 transient=True)
+                                 console=Console(stderr=True), transient=True)
             self._progress = self._own
         elif progress not in (False, None):
             self._progress = progress  # a rich Progress owned (started) by the caller

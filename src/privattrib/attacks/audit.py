@@ -184,6 +184,10 @@ class AuditResult:
     claimed_epsilon: float | None
     epsilon_lower_bound: float
     violated: bool
+    #: the largest bound ``trials`` draws can give (a test with no error reaches it)
+    epsilon_ceiling: float
+    #: True when the test made no error: the bound is then the ceiling, not a measurement
+    at_ceiling: bool
     trials: int
     confidence: float
     test: dict
@@ -340,7 +344,7 @@ def audit(
     if claimed is None:
         notes.append("method claims no differential privacy; the bound shows how distinguishable it is")
     blurs = "k" in params or "blur" in name
-    if blurs:
+    if blurs and claimed is not None:
         notes.append(
             "the output is blurred after the noisy cells: every output pixel mixes the target cell with "
             "its neighbours' noise, so the bound is valid but loose"
@@ -387,9 +391,10 @@ def audit(
                            "estimated on the selection draws")
 
     if progress:
+        from rich.console import Console
         from rich.progress import Progress
 
-        with Progress(transient=True) as bar:
+        with Progress(transient=True, console=Console(stderr=True)) as bar:
             task = bar.add_task(f"audit {getattr(mechanism, 'spec', name)}", total=2 * trials)
             draws, statistic_text = run(lambda k: bar.advance(task, k))
     else:
@@ -422,6 +427,16 @@ def audit(
     fpr_u = float(clopper_pearson_upper(fp, len(ev_a), alpha / 2))
     fnr_u = float(clopper_pearson_upper(fn, len(ev_b), alpha / 2))
     eps_lb = float(epsilon_lower_bound(fpr_u, fnr_u))
+    # With no error at all the bound is the most this many draws can show, not a measurement
+    ceiling = float(epsilon_lower_bound(clopper_pearson_upper(0, len(ev_a), alpha / 2),
+                                        clopper_pearson_upper(0, len(ev_b), alpha / 2)))
+    at_ceiling = fp == 0 and fn == 0
+    if at_ceiling:
+        notes.append(
+            f"the test made no error in {len(ev_a)} + {len(ev_b)} evaluation draws, so {eps_lb:.4g} is the "
+            "ceiling of what this many draws can show, not an estimate: the true epsilon may be far larger "
+            "(more --trials raise the ceiling slowly, about log(trials))"
+        )
     wall = time.perf_counter() - start
     return AuditResult(
         method=info,
@@ -429,6 +444,8 @@ def audit(
         claimed_epsilon=claimed,
         epsilon_lower_bound=eps_lb,
         violated=claimed is not None and eps_lb > claimed,
+        epsilon_ceiling=ceiling,
+        at_ceiling=at_ceiling,
         trials=trials,
         confidence=confidence,
         test={

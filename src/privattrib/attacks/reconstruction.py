@@ -149,9 +149,10 @@ def train_reconstructor(
 
     bar = None
     if progress:
+        from rich.console import Console
         from rich.progress import Progress
 
-        bar = Progress(transient=True)
+        bar = Progress(transient=True, console=Console(stderr=True))
         bar.start()
         task = bar.add_task("U-Net", total=epochs)
     try:

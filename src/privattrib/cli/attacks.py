@@ -13,6 +13,8 @@ from typing import Optional
 
 import typer
 
+from privattrib.cli.options import device_option
+
 attack_app = typer.Typer(
     help="Attacks on obfuscated faces: re-identification and reconstruction.",
     no_args_is_help=True,
@@ -114,7 +116,7 @@ def reid_command(
     batch_size: int = typer.Option(32),
     lr: float = typer.Option(1e-3),
     seed: int = typer.Option(0, help="seeds the split, the noise and the training"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    device: str = device_option(help="where to train and test"),
     work_dir: Optional[Path] = typer.Option(None, help="cache of clean models (no-retrain)"),
     json_out: bool = typer.Option(False, "--json", help="print the result row as JSON"),
 ) -> None:
@@ -151,7 +153,7 @@ def reconstruct_command(
     reid_epochs: int = typer.Option(40, help="identity classifier epochs"),
     base: int = typer.Option(32, help="U-Net channels at full resolution"),
     seed: int = typer.Option(0),
-    device: str = typer.Option("auto"),
+    device: str = device_option(help="where to train and test"),
     work_dir: Optional[Path] = typer.Option(None, help="cache of clean identity classifiers"),
     grid: Optional[Path] = typer.Option(None, "--grid", help="write an original/obfuscated/restored PNG grid"),
     json_out: bool = typer.Option(False, "--json"),
@@ -180,13 +182,15 @@ def reconstruct_command(
 
 def audit_command(
     spec: str = typer.Argument(..., help="obfuscation spec, e.g. dp-pix:b=16,m=16,epsilon=0.5"),
-    trials: int = typer.Option(50_000, help="mechanism draws on each of the two neighbouring images"),
+    trials: int = typer.Option(50_000, help="mechanism draws on each of the two neighbouring images "
+                               "(at least 200: half choose the test, half measure its errors)"),
     confidence: float = typer.Option(0.95, help="confidence of the lower bound"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="obfuscation seed of the draws"),
     channels: int = typer.Option(1, help="channels of the audited pair (sensitivity is C*255*m)"),
-    device: str = typer.Option("auto"),
-    fail_on_violation: bool = typer.Option(False, help="exit with status 3 when the bound exceeds the claim"),
-    json_out: bool = typer.Option(False, "--json"),
+    device: str = device_option(help="where the mechanism runs"),
+    fail_on_violation: bool = typer.Option(False, "--fail-on-violation",
+                                           help="exit with status 3 when the bound exceeds the claim"),
+    json_out: bool = typer.Option(False, "--json", help="print the result as one JSON object"),
 ) -> None:
     """Empirical DP audit: a statistically valid lower bound on epsilon, beside the claimed epsilon."""
     from privattrib.attacks.audit import UnauditableMechanism, audit
@@ -201,16 +205,21 @@ def audit_command(
         typer.echo(f"cannot audit {spec}: {exc}", err=True)
         raise typer.Exit(2)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        hint = next((f"--{name}" for name in ("trials", "confidence") if str(exc).startswith(name)), None)
+        raise typer.BadParameter(str(exc), param_hint=hint) from exc
     row = result.to_dict()
     row["auditable"] = True
     if json_out:
         _emit_json(row)
     else:
         claim = "none (no DP claim)" if result.claimed_epsilon is None else f"{result.claimed_epsilon:g}"
-        verdict = "VIOLATED" if result.violated else "consistent with the claim"
+        if result.claimed_epsilon is None:
+            verdict = "no claim to check"
+        else:
+            verdict = "VIOLATED" if result.violated else "consistent with the claim"
+        bound = f"{result.epsilon_lower_bound:.4f}" + (" (the ceiling of this many draws)" if result.at_ceiling else "")
         typer.echo(
-            f"{result.spec}: claimed epsilon {claim}; empirical lower bound {result.epsilon_lower_bound:.4f} "
+            f"{result.spec}: claimed epsilon {claim}; empirical lower bound {bound} "
             f"at {result.confidence:.0%} confidence ({result.trials} draws per image, {result.test['rule']}, "
             f"FPR {result.fpr:.4f}, FNR {result.fnr:.4f}) -> {verdict}"
         )

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from privattrib.cli.options import device_option
+
 DEFAULT_DEMO_DIR = "privattrib-demo"
 
 
@@ -66,7 +68,7 @@ def register(app: typer.Typer) -> None:
         address: Optional[str] = typer.Option(None, help="Ray cluster address (with --executor ray)"),
         gpus_per_cell: Optional[float] = typer.Option(None, help="Ray: GPUs per cell, e.g. 0.5 to share a GPU "
                                                       "between two cells (default 1 when the cluster has GPUs)"),
-        device: Optional[str] = typer.Option(None, help="override the spec's device: auto, cpu, cuda, cuda:N"),
+        device: Optional[str] = device_option(None, "override the spec's device", here=False),
         force: bool = typer.Option(False, "--force", help="OUTDIR holds rows of another spec: move them to "
                                    "OUTDIR/stale and start over instead of refusing"),
         fail_fast: bool = typer.Option(False, "--fail-fast", help="stop at the first failing cell"),
@@ -112,7 +114,7 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         outdir: Path = typer.Option(Path(DEFAULT_DEMO_DIR), "-o", "--out", help="experiment directory"),
-        device: Optional[str] = typer.Option(None, help="auto, cpu, cuda"),
+        device: Optional[str] = device_option(None, "where to compute (default: auto)"),
         force: bool = typer.Option(False, "--force", help="replace rows of an older demo spec in OUTDIR"),
         no_progress: bool = typer.Option(False, "--no-progress", help="no live progress display"),
     ) -> None:

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from privattrib.cli.options import device_option
+
 gan_app = typer.Typer(help="Train GANs on real images and sample the fake sources to attribute.", no_args_is_help=True)
 
 
@@ -49,7 +51,7 @@ def train(
     steps: Optional[int] = typer.Option(None, "--steps", help="generator steps (overrides the preset)"),
     preset: Optional[str] = typer.Option(None, "--preset", help="tiny | cpu-64 | gpu-64 | gpu-128"),
     seed: int = typer.Option(0, "--seed", help="training seed: two seeds of one arch are two sources"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+    device: str = device_option(help="where to train"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     sample_every: Optional[int] = typer.Option(None, "--sample-every", help="steps between sample grids"),
     limit: Optional[int] = typer.Option(None, "--limit", help="use at most this many training images"),
@@ -97,7 +99,7 @@ def sample(
     n: int = typer.Option(..., "-n", help="number of images"),
     out: Path = typer.Option(..., "-o", "--out", help="folder for the PNG files"),
     seed: int = typer.Option(0, "--seed", help="sampling seed (same seed, same images)"),
-    device: str = typer.Option("auto", "--device"),
+    device: str = device_option(help="where to sample"),
 ) -> None:
     """Write N generated images as pixel-only PNG files."""
     from privattrib.gans import sample_to_folder
@@ -116,7 +118,7 @@ def quality(
     data: str = typer.Option(..., "--data", help="real images to compare with"),
     n: int = typer.Option(1000, "-n", help="samples per set"),
     limit: Optional[int] = typer.Option(None, "--limit"),
-    device: str = typer.Option("auto", "--device"),
+    device: str = device_option(help="where to sample and compute features"),
 ) -> None:
     """KID (random-CNN features), colour and spectrum distances between a run's samples and real images."""
     from privattrib.data import load_source

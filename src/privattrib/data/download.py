@@ -62,6 +62,7 @@ def drive_url(drive_id: str) -> str:
 
 def http_fetch(remote: RemoteFile, destination: Path, timeout: float = 60.0) -> None:
     """Stream one Google Drive file to ``destination`` with a progress bar."""
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     request = urllib.request.Request(drive_url(remote.drive_id), headers={"User-Agent": "privattrib"})
@@ -76,7 +77,8 @@ def http_fetch(remote: RemoteFile, destination: Path, timeout: float = 60.0) -> 
                 "the file moved); download it by hand from the CelebA page and put it in the root folder"
             )
         total = int(response.headers.get("Content-Length") or 0) or None
-        with Progress(TextColumn(remote.name), BarColumn(), DownloadColumn(), TransferSpeedColumn()) as bar, \
+        with Progress(TextColumn(remote.name), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                      console=Console(stderr=True)) as bar, \
                 open(destination, "wb") as out:
             task = bar.add_task("download", total=total)
             for block in iter(lambda: response.read(1 << 20), b""):

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from privattrib.common import stable_hash
+from privattrib.common import DEVICE_PATTERN, stable_hash
 
 #: The class every attribution experiment must have: the camera images.
 REAL_CLASS = "real"
@@ -317,7 +317,7 @@ def validate_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> Exp
         raise SpecError(f"name: {name!r} may hold only letters, digits and '_.+-'")
     seed = _int(raw.get("seed", 0), "seed", minimum=0)
     device = raw.get("device", "auto")
-    if not isinstance(device, str) or not re.match(r"^(auto|cpu|cuda(:\d+)?|mps)$", device):
+    if not isinstance(device, str) or not re.match(DEVICE_PATTERN, device):
         raise SpecError(f"device: {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
 
     data = _validate_data(_require(raw, "data", dict, "data"), base)

@@ -513,12 +513,13 @@ def _trim_log(path: Path, start: int) -> None:
 
 
 def _progress_bar(enabled: bool):
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-        disable=not enabled, transient=False,
+        disable=not enabled, transient=False, console=Console(stderr=True),
     )
 
 
