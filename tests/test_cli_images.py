@@ -43,6 +43,31 @@ def photos(tmp_path):
     return src
 
 
+def test_obfuscate_publishes_dp_with_exact_noise_unless_a_seed_asks_for_reproducibility(photos, tmp_path):
+    report = tmp_path / "report.csv"
+    result = run("obfuscate", photos / "a.jpg", "-o", tmp_path / "out", "--method", "dp-pix:b=8,m=1,epsilon=1",
+                 "--report", report)
+    assert result.exit_code == 0, result.output
+    assert "with dp-pix:b=8,m=1,epsilon=1,noise=secure" in result.output and "Mironov" not in result.output
+    assert "dp-pix:b=8,m=1,epsilon=1,noise=secure" in report.read_text()  # the report names the method too
+    seeded = run("obfuscate", photos / "a.jpg", "-o", tmp_path / "seeded", "--method", "dp-pix:b=8", "--seed", "1")
+    assert seeded.exit_code == 0 and "noise=fast" in seeded.output and "Mironov" in seeded.output
+    explicit = run("obfuscate", photos / "a.jpg", "-o", tmp_path / "explicit", "--method", "dp-pix:b=8,noise=fast")
+    assert explicit.exit_code == 0 and "noise=fast" in explicit.output
+
+
+def test_metrics_says_why_nothing_was_measured_and_refuses_an_unwritable_csv(photos, tmp_path):
+    small = tmp_path / "small.png"
+    Image.fromarray(gradient_rgb(20, 24, 1)).save(small)
+    result = run("metrics", photos / "a.jpg", small)
+    assert result.exit_code == 1
+    assert "none of the 1 matching pair(s) could be measured" in result.output and "nan" not in result.output
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    result = run("metrics", photos / "a.jpg", photos / "a.jpg", "--csv", blocked / "x.csv")
+    assert result.exit_code == 2 and "cannot be written" in result.output and "Traceback" not in result.output
+
+
 def test_obfuscate_folder_mirrors_paths_and_matches_the_library(photos, tmp_path):
     out = tmp_path / "out"
     result = run("obfuscate", photos, "-o", out, "--method", "dp-pix:b=8,m=16,epsilon=1", "--seed", "3")
@@ -237,7 +262,7 @@ def test_a_file_the_method_or_the_output_cannot_take_is_named_and_skipped(tmp_pa
     Image.fromarray(gradient_rgb(40, 40, 2)).save(tiny / "b_ok.png")
     both = run("metrics", tiny, tiny)
     assert both.exit_code == 0 and "skipped" in both.output and "11 x 11" in both.output, both.output
-    assert "1 matched" in both.output
+    assert "1 of 2 matched image(s) measured" in both.output
 
 
 def test_never_replaces_an_original_beside_or_above_the_inputs(photos, tmp_path):

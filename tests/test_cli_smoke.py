@@ -23,3 +23,11 @@ def test_atomic_write_gives_the_umask_mode_not_owner_only(tmp_path):
     assert stat.S_IMODE((tmp_path / "results.csv").stat().st_mode) == 0o644
     assert (tmp_path / "results.csv").read_text() == "a,b\n"
     assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temp file left
+
+
+def test_version_names_python_and_the_libraries_that_decide_results():
+    for args in (["version"], ["--version"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        for name in ("privattrib", "python", "torch", "numpy", "opendp", "scikit-image"):
+            assert name in result.output

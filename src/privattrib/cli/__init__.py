@@ -19,16 +19,45 @@ app = typer.Typer(
 )
 
 
+#: Distributions whose versions decide results (obfuscation, noise, training, metrics), then extras
+_VERSIONED = ("torch", "numpy", "opencv-python-headless", "opendp", "scikit-image", "scipy", "pillow",
+              "opacus", "triton", "ray", "dlib", "dlib-bin")
 
-@app.command()
-def version() -> None:
-    """Print the versions of privattrib and the libraries it runs on."""
-    import numpy
-    import torch
+
+def _versions() -> list[str]:
+    import platform
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
 
     import privattrib
 
-    typer.echo(f"privattrib {privattrib.__version__}, torch {torch.__version__}, numpy {numpy.__version__}")
+    lines = [f"privattrib {privattrib.__version__}", f"python {platform.python_version()} ({platform.platform()})"]
+    for dist in _VERSIONED:
+        try:
+            lines.append(f"{dist} {dist_version(dist)}")
+        except PackageNotFoundError:
+            continue
+    import torch
+
+    if torch.cuda.is_available():
+        lines.append(f"cuda {torch.version.cuda}: {torch.cuda.get_device_name(0)}")
+    return lines
+
+
+@app.callback(invoke_without_command=True)
+def _main(
+    show_version: bool = typer.Option(False, "--version", help="Print the versions and exit.", is_eager=True),
+) -> None:
+    if show_version:
+        version()
+        raise typer.Exit()
+
+
+@app.command()
+def version() -> None:
+    """Print the versions of privattrib, Python and the libraries it runs on (those installed)."""
+    for line in _versions():
+        typer.echo(line)
 
 
 for _module in (methods, images, data, gan, experiments, attacks):

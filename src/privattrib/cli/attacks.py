@@ -48,6 +48,9 @@ def _emit_json(obj) -> None:
     typer.echo(json.dumps(_finite(obj), indent=2, default=_json_default))
 
 
+_SYNTHETIC_KEYS = ("n_identities", "per_identity", "channels", "seed")
+
+
 def _parse_synthetic(text: str) -> dict:
     """``synthetic:n_identities=40,per_identity=10`` -> keyword arguments of synthetic_faces."""
     options = {}
@@ -55,11 +58,16 @@ def _parse_synthetic(text: str) -> dict:
     for item in filter(None, rest.split(",")):
         key, sep, value = item.partition("=")
         if not sep:
-            raise typer.BadParameter(f"expected key=value in {text!r}, got {item!r}")
+            raise typer.BadParameter(f"expected key=value in {text!r}, got {item!r}", param_hint="--data")
+        name = key.strip().replace("-", "_")
+        if name not in _SYNTHETIC_KEYS:
+            raise typer.BadParameter(f"{text!r}: unknown option {key.strip()!r}; allowed: {', '.join(_SYNTHETIC_KEYS)}",
+                                     param_hint="--data")
         try:
-            options[key.strip().replace("-", "_")] = int(value)
+            options[name] = int(value)
         except ValueError:
-            raise typer.BadParameter(f"{text!r}: {key.strip()} must be an integer, got {value!r}") from None
+            raise typer.BadParameter(f"{text!r}: {key.strip()} must be an integer, got {value!r}",
+                                     param_hint="--data") from None
     return options
 
 

@@ -45,7 +45,7 @@ def archs() -> None:
 @gan_app.command("train")
 def train(
     arch: str = typer.Option(..., "--arch", help="architecture (see `privattrib gan archs`)"),
-    data: str = typer.Option(..., "--data", help="image source: CelebA root, image folder, ... (privattrib.data.load_source)"),
+    data: str = typer.Option(..., "--data", help="real training images: a CelebA root, a folder of images or an identity set (check one with `privattrib data check`)"),
     out: Path = typer.Option(..., "-o", "--out", help="run folder (rerun the same command to resume)"),
     size: Optional[int] = typer.Option(None, "--size", help="32, 64 or 128 (default: the preset's, else 64)"),
     steps: Optional[int] = typer.Option(None, "--steps", help="generator steps (overrides the preset)"),

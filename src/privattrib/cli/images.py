@@ -95,8 +95,8 @@ def _plan(inputs: list[Path], outdir: Path) -> tuple[list[_Job], list[tuple[str,
 def obfuscate(
     inputs: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder; outputs mirror the inputs' relative paths as PNG."),
-    method: str = typer.Option(..., "--method", "-m", help="Method spec, e.g. 'pixelate:b=16' or 'dp-pix:b=16,m=16,epsilon=0.5' (see `privattrib methods`)."),
-    seed: Optional[int] = typer.Option(None, help="Noise seed. Default: a fresh secret seed; anyone who knows the seed can regenerate and subtract 'fast' noise."),
+    method: str = typer.Option(..., "--method", "-m", help="Method spec, e.g. 'pixelate:b=16' or 'dp-pix:b=16,m=16,epsilon=0.5' (see `privattrib methods`). DP methods default to noise=secure here (exact OpenDP noise, not reproducible) unless --seed is given."),
+    seed: Optional[int] = typer.Option(None, help="Noise seed, for reproducible experiments: DP methods then default to noise=fast, which anyone who knows the seed can regenerate and subtract. Default: a fresh secret seed."),
     faces: bool = typer.Option(False, "--faces", help="Obfuscate only the faces an offline detector finds."),
     box: Optional[List[str]] = typer.Option(None, "--box", help="Obfuscate only this box X,Y,W,H (repeatable)."),
     if_no_face: str = typer.Option("skip", help="With --faces, an image where no face is found: skip (write nothing, exit 1) | whole (obfuscate it all) | keep (write it unobfuscated)."),
@@ -114,8 +114,15 @@ def obfuscate(
     from privattrib.obfuscation import make
     from privattrib.obfuscation.regions import detect_faces, obfuscate_regions, parse_box, resolve_backend
 
+    from privattrib.obfuscation import parse_spec
+
     try:
+        name, given = parse_spec(method)
         ob = make(method)
+        # Publishing gets the exact noise (the fast float noise is attackable, Mironov 2012) unless
+        # a --seed asks for reproducible output, which only the fast noise can give
+        if seed is None and "noise" not in given and "noise" in {p.name for p in ob.params_spec}:
+            ob = make(name, **{**given, "noise": "secure"})
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--method")
     if faces and box:
@@ -213,16 +220,15 @@ def obfuscate(
         typer.echo("faces per image: " + ", ".join(
             f"{'3+' if k == 3 else k}: {hist[k]}" for k in sorted(hist)) + f" (detector: {backend})")
     desc = ob.describe() if hasattr(ob, "describe") else {}
-    typer.echo(f"{written} of {total} written to {output} with {method}; {len(bad)} skipped"
+    typer.echo(f"{written} of {total} written to {output} with {ob.spec}; {len(bad)} skipped"
                + (f"; privacy: {desc.get('privacy')}" if desc.get("privacy") else ""))
+    if ob.params.get("noise") == "fast":
+        err("note: noise=fast draws float Laplace noise, which an attacker can exploit (Mironov 2012); "
+            "for photos you publish leave out --seed and noise= (then noise=secure)")
     if report is not None:
-        from privattrib.common import atomic_write_text
-
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=["input", "output", "faces", "status"])
-        w.writeheader()
-        w.writerows(rows)
-        atomic_write_text(report, buf.getvalue())
+        for row in rows:
+            row["method"] = ob.spec
+        _write_csv(report, ["input", "output", "faces", "status", "method"], rows, "--report")
     if bad:
         raise typer.Exit(1)
 
@@ -272,10 +278,14 @@ def metrics(
         only_a, only_b = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
         problems = dupes_a + dupes_b
     rows = []
+    notes: list[str] = []
     for key, pa, pb in pairs:
         try:
             x = load_image(pa)
-            y = load_image(pb, channels=x.shape[2])
+            y = load_image(pb)
+            if y.shape[2] != x.shape[2]:
+                notes.append(f"{pb}: {y.shape[2]} channel(s) converted to the original's {x.shape[2]}")
+                y = load_image(pb, channels=x.shape[2])
         except BadImageError as exc:
             problems.append((exc.path, exc.reason))
             continue
@@ -294,7 +304,8 @@ def metrics(
     from rich.table import Table
 
     fmt = lambda v, d: "inf" if math.isinf(v) else f"{v:.{d}f}"  # noqa: E731
-    table = Table(title=f"{len(rows)} matched image(s): {originals} vs {obfuscated}")
+    title = f"{len(rows)} matched image(s)" if len(rows) == len(pairs) else f"{len(rows)} of {len(pairs)} matched image(s) measured"
+    table = Table(title=f"{title}: {originals} vs {obfuscated}")
     for col in ("file", "size", "MSE", "PSNR (dB)", "SSIM"):
         table.add_column(col, justify="left" if col == "file" else "right")
     for r in rows[:show]:
@@ -303,25 +314,38 @@ def metrics(
         table.add_row(f"... {len(rows) - show} more", "", "", "", "")
     table.add_section()
     table.add_row("[bold]mean", "", fmt(means["mse"], 2), fmt(means["psnr"], 2), fmt(means["ssim"], 4))
-    Console().print(table)
+    if rows:
+        Console().print(table)
     if only_a or only_b:
         typer.echo(f"unmatched: {len(only_a)} only in {originals}, {len(only_b)} only in {obfuscated}", err=True)
         for k in (only_a + only_b)[:10]:
             typer.echo(f"    {k}", err=True)
     for path, reason in problems:
         typer.echo(f"skipped {path}: {reason}", err=True)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
     if csv_path is not None:
-        from privattrib.common import atomic_write_text
-
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=["file", "height", "width", "channels", "mse", "psnr", "ssim"])
-        w.writeheader()
-        w.writerows(rows)
-        w.writerow({"file": "MEAN", **means})
-        atomic_write_text(csv_path, buf.getvalue())
+        _write_csv(csv_path, ["file", "height", "width", "channels", "mse", "psnr", "ssim"],
+                   [*rows, {"file": "MEAN", **means}], "--csv")
     if not rows:
-        typer.echo("error: no matching pair of images", err=True)
+        typer.echo("error: no matching pair of images" if not pairs else
+                   f"error: none of the {len(pairs)} matching pair(s) could be measured (see the reasons above)",
+                   err=True)
         raise typer.Exit(1)
+
+
+def _write_csv(path: Path, fields: list[str], rows: list[dict], option: str) -> None:
+    from privattrib.common import atomic_write_text
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    try:
+        atomic_write_text(path, buf.getvalue())
+    except OSError as exc:
+        typer.echo(f"error: {option} {path} cannot be written: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def register(app: typer.Typer) -> None:
