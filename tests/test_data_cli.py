@@ -64,3 +64,11 @@ def test_check_yaleb_json(yaleb_root):
     skipped = {s["path"].rsplit("/", 1)[1] for s in report["skipped"]}
     assert "yaleB11_P00A+050E-40.pgm.bad" in skipped and "yaleB01_P00.info" in skipped
     assert "yaleB11_P00_Ambient.pgm" in skipped
+
+
+def test_check_fails_when_nothing_is_usable(tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"not a png")
+    result = run("data", "check", folder, "--workers", "1")
+    assert result.exit_code == 1 and "no usable image" in result.output

@@ -69,6 +69,9 @@ def check(
                 con.print(f"    {p}", highlight=False)
             if len(paths) > show:
                 con.print(f"    ... and {len(paths) - show} more (--json lists all)")
+    if report["images"] == 0:
+        typer.echo(f"error: no usable image in {path} as {report['kind']}", err=True)
+        raise typer.Exit(1)
     if strict and report["skipped"]:
         raise typer.Exit(1)
 
