@@ -279,11 +279,10 @@ def test_torch_kernels_match_numpy_kernels_on_cpu():
     """The torch code (what runs on CUDA) gives the CPU bytes for pixelate/dp-pix/svd-mp, +-1 for blur."""
     x = _rng_images(n=4, h=21, w=18, c=3)
     t = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
-    streams = image_streams(5, None, 4)
     for spec, tol in [("pixelate:b=4", 0), ("dp-pix:b=4,m=2,epsilon=3", 0), ("dp-blur:b=3,epsilon=3,k=5", 1), ("svd-mp:k=3,epsilon=3", 0), ("blur:k=9", 1)]:
         ob = make(spec)
         a = ob(x, seed=5)
-        b = ob._forward_torch(t, streams).permute(0, 2, 3, 1).numpy()
+        b = ob._forward_torch(t, image_streams(5, None, 4, salt=ob.spec)).permute(0, 2, 3, 1).numpy()
         diff = np.abs(a.astype(int) - b.astype(int))
         assert diff.max() <= tol, spec
         assert (diff > 0).mean() < 0.01, spec
@@ -316,11 +315,23 @@ def test_svd_mp_with_tiny_noise_is_the_rank_k_approximation():
 def test_dp_blur_is_dp_pix_then_blur():
     from privattrib.obfuscation.blur import gaussian_blur_numpy
 
+    from privattrib.obfuscation.pixelate import dp_pix_numpy
+
     x = _rng_images(n=2, h=16, w=16, c=3)
-    dp = make("dp-pix:b=4,m=16,epsilon=0.5")(x, seed=3)
-    np.testing.assert_array_equal(
-        make("dp-blur:b=4,m=16,epsilon=0.5,k=9")(x, seed=3), gaussian_blur_numpy(dp, "nhwc", 9, opencv_sigma(9))
-    )
+    ob = make("dp-blur:b=4,m=16,epsilon=0.5,k=9")
+    dp = dp_pix_numpy(x, "nhwc", 4, 16, 0.5, image_streams(3, None, 2, salt=ob.spec), "fast")
+    np.testing.assert_array_equal(ob(x, seed=3), gaussian_blur_numpy(dp, "nhwc", 9, opencv_sigma(9)))
+
+
+def test_noise_is_independent_between_specs_and_reused_within_one():
+    """One seed and key give one spec the same noise every time, and other parameters other noise:
+    with shared noise, 2 * (eps 1 release) - (eps 0.5 release) would give the pixelization back."""
+    x = _rng_images(n=1, h=64, w=64, c=1)
+    half, one = make("dp-pix:b=8,m=1,epsilon=0.5"), make("dp-pix:b=8,m=1,epsilon=1")
+    assert np.array_equal(one(x, seed=7), one(x, seed=7))
+    plain = make("pixelate:b=8")(x).astype(float)
+    cancel = 2 * one(x, seed=7).astype(float) - half(x, seed=7).astype(float)
+    assert np.abs(cancel - plain).mean() > 5  # the noise does not cancel
 
 
 # ----------------------------------------------------------------------------- real faces

@@ -19,8 +19,10 @@ The neighbouring pair is chosen to move one cell as far as the neighbourhood all
 x_A (all zero) and x_B that differ in exactly ``m`` pixels (0 -> 255 in every channel), all inside
 an *edge* cell with as few pixels n >= m as the cell grid allows. Its mean then moves by 255*m/n,
 which is exactly the sensitivity the correct Laplace scale C*255*m/(n*eps) is calibrated for, so
-the audit is tight for a correct mechanism and an implementation that calibrates edge cells as full
-b*b cells (scale too small by n/(b*b)) is caught.
+the audit is tight for a correct mechanism with one channel and m <= b*b, and an implementation
+that calibrates edge cells as full b*b cells (scale too small by n/(b*b)) is caught. With C > 1 the
+statistic averages the channels (valid, looser); with m > b*b the pair flips one full cell of n < m
+pixels and can show at most epsilon*n/m (valid, loose).
 
 Test statistic: the mean output over the target cell (post-processing of the noisy cell mean for
 pixel mechanisms; for DP-Blur the blur spreads the cell over its neighbours, the bound stays valid
@@ -351,7 +353,8 @@ def audit(
         )
     pair = neighbouring_pair(b, m, channels=channels, min_height=min_size, min_width=min_size)
     if pair.changed_pixels < m:
-        notes.append(f"no cell holds m={m} pixels (b={b}); the pair flips one full cell of {pair.changed_pixels}")
+        notes.append(f"no cell holds m={m} pixels (b={b}); the pair flips one full cell of {pair.changed_pixels}, "
+                     f"so the bound can show at most epsilon*{pair.changed_pixels}/{m}: valid but loose")
     if statistic == "auto":
         statistic = "matched" if blurs else "cell-mean"
     if statistic not in ("cell-mean", "matched"):

@@ -224,7 +224,8 @@ class Obfuscation:
         Args:
             images: uint8 images, one of: torch tensor ``(N, C, H, W)`` on any device; NumPy array
                 ``(N, H, W, C)``; a single NumPy image ``(H, W)`` or ``(H, W, C)``. C is 1 or 3 (any C works).
-            seed: non-negative integer; the noise of an image is a function of (seed, key) only.
+            seed: non-negative integer; the noise of an image is a function of (seed, this
+                method's spec, key) only: other parameters get independent noise.
                 ``None`` (the default) draws a fresh secret seed from the OS, so a plain call never
                 uses a public seed. Anyone who knows the seed can regenerate the ``fast`` noise and
                 subtract it: pass one for reproducible experiments, keep it secret when publishing.
@@ -236,7 +237,7 @@ class Obfuscation:
         from privattrib.obfuscation import _batch
 
         batch = _batch.normalize(images, self.name)
-        streams = _noise.image_streams(_noise.resolve_seed(seed), keys, batch.n)
+        streams = _noise.image_streams(_noise.resolve_seed(seed), keys, batch.n, salt=self.spec)
         if batch.n == 0:
             return images
         if batch.is_torch:

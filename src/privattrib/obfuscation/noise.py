@@ -1,14 +1,19 @@
 """Noise samplers: keyed counter-based uniforms, Laplace, exact discrete Laplace, the l2-Laplace of svd-mp.
 
-Reproducibility rule: the noise of one image is a pure function of ``(seed, key, position)``. Each
-image gets a 64-bit *stream* ``mix(mix(seed) ^ key)``; its j-th uniform is
-``mix(stream + (j + 1) * golden)`` (SplitMix64, Steele et al. 2014, a counter-based generator), so
+Reproducibility rule: the noise of one image is a pure function of ``(seed, method spec, key,
+position)``. Each image gets a 64-bit *stream* ``mix(mix((seed + golden) ^ H(spec)) ^ key)``; its
+j-th uniform is ``mix(stream + (j + 1) * golden)`` (SplitMix64, Steele et al. 2014, a counter-based
+generator), so
 no state is carried between images: batch size, batch order, device and thread count cannot change
 which numbers an image gets. The same integer arithmetic runs in NumPy (uint64) and in torch
 (int64, two's-complement wrap-around, logical shifts by masking), so CPU and CUDA draw the same bits;
 only the final float transform (log, cos) may differ in the last ulp between the two.
 
-``fast`` Laplace samples are inverse-CDF transforms of 53-bit uniforms in float64. Floating-point
+The spec enters the stream so that two releases of one image with one seed but different
+parameters (epsilon 0.5, then 1) get independent noise: with shared uniforms their difference
+would cancel the noise exactly.
+
+``fast`` Laplace samples are inverse-CDF transforms of 52-bit uniforms in float64. Floating-point
 Laplace is attackable (Mironov, CCS 2012); the ``secure`` backend instead adds exact discrete Laplace
 noise to integer cell sums through OpenDP (its sampler uses only integer/rational arithmetic and the
 OS's cryptographic randomness). OpenDP's sampler cannot be seeded, by design: ``secure`` noise is not
@@ -38,7 +43,7 @@ _GOLDEN = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9
 _MIX2 = 0x94D049BB133111EB
 _MASK64 = (1 << 64) - 1
-_TWO_POW_M53 = 2.0**-53
+_TWO_POW_M52 = 2.0**-52
 
 
 def _signed(c: int) -> int:
@@ -91,13 +96,15 @@ def _mix_numpy(z: np.ndarray) -> np.ndarray:
     return z
 
 
-def image_streams(seed: int, keys: Sequence[Any] | None, n: int) -> np.ndarray:
+def image_streams(seed: int, keys: Sequence[Any] | None, n: int, salt: str = "") -> np.ndarray:
     """One 64-bit noise stream per image.
 
     Args:
         seed: a validated seed (see :func:`resolve_seed`).
         keys: None (image i gets key i), or N keys (ints/strings, or an integer array/tensor).
         n: batch size.
+        salt: what else the noise belongs to; methods pass their canonical spec, so that one seed
+            gives independent noise to different methods and parameters.
 
     Returns:
         uint64 array of shape ``(N,)``.
@@ -119,13 +126,15 @@ def image_streams(seed: int, keys: Sequence[Any] | None, n: int) -> np.ndarray:
                 raise ValueError(f"keys must have one entry per image: got {len(keys)} keys for {n} images")
             k = np.fromiter((key_to_u64(key) for key in keys), dtype=np.uint64, count=n)
     with np.errstate(over="ignore"):
-        seed_state = _mix_numpy(np.array([(seed + _GOLDEN) & _MASK64], dtype=np.uint64))
+        base = ((seed + _GOLDEN) & _MASK64) ^ (key_to_u64(salt) if salt else 0)
+        seed_state = _mix_numpy(np.array([base], dtype=np.uint64))
         return _mix_numpy(seed_state ^ k)
 
 
 # ------------------------------------------------------------------------------- uniforms
 def uniforms_numpy(streams: np.ndarray, count: int, offset: int = 0) -> np.ndarray:
-    """Uniforms in the open interval (0, 1), 53 bits each.
+    """Uniforms ``(i + 1/2) * 2**-52`` for 52-bit integers i: in the open interval (0, 1), never 1/2,
+    exact in float64, on one grid symmetric about 1/2.
 
     Args:
         streams: uint64 ``(N,)``.
@@ -138,10 +147,10 @@ def uniforms_numpy(streams: np.ndarray, count: int, offset: int = 0) -> np.ndarr
     with np.errstate(over="ignore"):
         counters *= np.uint64(_GOLDEN)
         bits = _mix_numpy(streams[:, None] + counters[None, :])
-    bits >>= np.uint64(11)
+    bits >>= np.uint64(12)
     u = bits.astype(np.float64)
     u += 0.5
-    u *= _TWO_POW_M53
+    u *= _TWO_POW_M52
     return u
 
 
@@ -163,8 +172,8 @@ def uniforms_torch(streams: np.ndarray, count: int, device, offset: int = 0):
     # (j * golden) mod 2**64 in int64: multiplication wraps identically to uint64.
     counters = j * _signed(_GOLDEN)
     bits = _mix_torch(s[:, None] + counters[None, :])
-    top53 = (bits >> 11) & ((1 << 53) - 1)
-    return (top53.to(torch.float64) + 0.5) * _TWO_POW_M53
+    top52 = (bits >> 12) & ((1 << 52) - 1)
+    return (top52.to(torch.float64) + 0.5) * _TWO_POW_M52
 
 
 # ------------------------------------------------------------------------------- distributions
@@ -176,7 +185,7 @@ def laplace_from_uniforms(u, scale):
         scale: broadcastable to ``u``.
     """
     # X = sign(u - 1/2) * scale * E with E = -log(1 - 2|u - 1/2|) ~ Exp(1): one log per sample.
-    # With 53-bit uniforms u != 1/2 and 1 - 2|u - 1/2| >= 2**-53, so E is finite (|X| <= 36.7 scale).
+    # With the 52-bit uniforms u != 1/2 and 1 - 2|u - 1/2| >= 2**-52, so E is finite (|X| <= 36.1 scale).
     if isinstance(u, np.ndarray):
         d = u - 0.5
         e = np.abs(d)

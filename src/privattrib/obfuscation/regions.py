@@ -13,7 +13,9 @@ profiles and small or occluded faces, so "no face found" may be a miss, never a 
 is nothing to hide (``privattrib obfuscate --faces`` refuses to write such an image unless told).
 
 Each box is obfuscated as an image of its own (the pixelation grid starts at the box corner;
-DP-Pix's guarantee then holds for the pixels of that box). Overlapping boxes are merged first so
+DP-Pix's guarantee then holds for the pixels of that box, given the box). The boxes themselves are
+not private: a detected face box is a function of the original image, and its position and size
+show in the output. Only boxes fixed in advance (``--box``) leave nothing else to leak. Overlapping boxes are merged first so
 that no pixel is obfuscated twice and no box sees another's output. The noise of box ``i`` of an
 image is keyed by ``"<image key>#box<i>"``: reproducible, and independent between boxes.
 """
@@ -182,14 +184,14 @@ def detect_faces(
     return clip_and_merge(boxes, h, w)
 
 
-def obfuscate_regions(obfuscation, image: np.ndarray, boxes, *, seed: int | None = 0, key: str | int = 0) -> np.ndarray:
+def obfuscate_regions(obfuscation, image: np.ndarray, boxes, *, seed: int | None = None, key: str | int = 0) -> np.ndarray:
     """Obfuscate ``image`` inside ``boxes`` only.
 
     Args:
         obfuscation: a callable from :func:`privattrib.obfuscation.make`.
         image: uint8 H x W x C (NumPy).
         boxes: K x 4 (x, y, w, h); clipped and merged by :func:`clip_and_merge`.
-        seed: noise seed.
+        seed: noise seed (None: a fresh secret seed, as for every other entry point).
         key: the image's key; box ``i`` uses ``f"{key}#box{i}"``.
 
     Returns:
