@@ -51,7 +51,7 @@ def test_relative_paths_resolve_against_base_dir(tmp_path):
     raw = base_spec(tmp_path)
     raw["data"]["sources"]["fake"] = "fakes"
     spec = validate_spec(raw, base_dir=tmp_path)
-    assert spec.data["sources"]["fake"] == {"kind": "auto", "path": str((tmp_path / "fakes").resolve())}
+    assert spec.data["sources"]["fake"] == {"kind": "auto", "path": str((tmp_path / "fakes").resolve()), "given": "fakes"}
 
 
 @pytest.mark.parametrize(
