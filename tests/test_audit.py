@@ -171,6 +171,9 @@ def test_cli_audit_without_a_claim_gives_no_verdict_and_names_the_ceiling():
     assert result.exit_code == 0, result.output
     assert "no claim to check" in result.output and "consistent" not in result.output
     assert "ceiling of this many draws" in result.output
+    # a claim above the ceiling cannot be checked with these draws: said so, not "consistent"
+    loose = CliRunner().invoke(app, ["audit", "dp-pix:b=4,m=1,epsilon=20", "--trials", "600"])
+    assert loose.exit_code == 0 and "inconclusive" in loose.output and "consistent" not in loose.output
 
 
 def test_cli_refuses_a_device_it_cannot_use_before_any_work():

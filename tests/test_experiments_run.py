@@ -218,6 +218,37 @@ def test_a_moved_repository_resumes_without_recomputing(tmp_path):
     assert len(list((moved / "runs" / "x" / "data").iterdir())) == 1  # the data were not assembled again
 
 
+def test_a_run_of_an_older_version_is_adopted_and_then_survives_a_move(tmp_path):
+    """Rows and data keyed by resolved paths (before keys held paths as written) resume in place,
+    take today's stamps and names, appear in the report, and stay valid after a move."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    make_fake_folder(repo / "data" / "fakes")
+    raw = tiny_spec(tmp_path, obfuscations=["none", "pixelate:b=2"], scenarios=["clean-train"])
+    raw["data"]["sources"]["fake"] = "data/fakes"
+    spec, out = validate_spec(raw, base_dir=repo), repo / "runs" / "x"
+    run_experiment(spec, out, progress=False, report=False)
+    # what an older privattrib left: rows stamped with the resolved-path key, data named by it
+    old_stamp = spec.task_hashes(legacy=True)["attribution"]
+    assert old_stamp != spec.task_hashes()["attribution"]
+    for path in (out / "cells").glob("*.json"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "rows_hash": old_stamp}))
+    (out / "data" / spec.data_hash()).rename(out / "data" / spec.data_hash(legacy=True))
+
+    again = run_experiment(validate_spec(raw, base_dir=repo), out, progress=False)
+    assert (again.skipped, again.ran) == (2, 0)
+    assert [p.name for p in (out / "data").iterdir()] == [spec.data_hash()]
+    assert {json.loads(p.read_text())["rows_hash"] for p in (out / "cells").glob("*.json")} == {
+        spec.task_hashes()["attribution"]}
+    assert "2 of 2 cells finished" in (out / "report.html").read_text()
+
+    shutil.move(repo, tmp_path / "moved")
+    moved = run_experiment(validate_spec(raw, base_dir=tmp_path / "moved"), tmp_path / "moved" / "runs" / "x",
+                           progress=False, report=False)
+    assert (moved.skipped, moved.ran) == (2, 0)
+
+
 def test_one_run_per_outdir(tmp_path):
     from privattrib.experiments.runner import _exclusive
 

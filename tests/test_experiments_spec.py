@@ -141,23 +141,6 @@ def test_results_are_keyed_by_paths_as_written_not_where_they_resolve(tmp_path):
     assert here.task_hashes(legacy=True)["reid"] in here.accepted_hashes()["reid"]
 
 
-def test_data_folder_of_an_older_privattrib_is_reused(tmp_path):
-    from privattrib.experiments.sources import data_dir
-
-    raw = base_spec(tmp_path)
-    raw["data"]["sources"]["fake"] = "fakes"  # relative: the legacy key (resolved path) differs
-    spec = validate_spec(raw, base_dir=tmp_path)
-    assert data_dir(tmp_path / "run", spec).name == spec.data_hash() != spec.data_hash(legacy=True)
-    legacy = tmp_path / "run" / "data" / spec.data_hash(legacy=True)
-    legacy.mkdir(parents=True)
-    (legacy / "info.json").write_text("{}")
-    assert data_dir(tmp_path / "run", spec) == legacy
-    current = tmp_path / "run" / "data" / spec.data_hash()
-    current.mkdir()
-    (current / "info.json").write_text("{}")
-    assert data_dir(tmp_path / "run", spec) == current
-
-
 def test_task_hashes_are_independent(tmp_path):
     raw = base_spec(tmp_path)
     plain = validate_spec(raw).task_hashes()

@@ -20,8 +20,8 @@ app = typer.Typer(
 
 
 #: Distributions whose versions decide results (obfuscation, noise, training, metrics), then extras
-_VERSIONED = ("torch", "numpy", "opencv-python-headless", "opendp", "scikit-image", "scipy", "pillow",
-              "opacus", "triton", "ray", "dlib", "dlib-bin")
+_VERSIONED = ("torch", "numpy", "opencv-python-headless", "opencv-python", "opendp", "scikit-image", "scipy",
+              "pillow", "opacus", "triton", "pytorch-triton", "ray", "dlib", "dlib-bin")
 
 
 def _versions() -> list[str]:

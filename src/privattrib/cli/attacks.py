@@ -223,8 +223,12 @@ def audit_command(
         claim = "none (no DP claim)" if result.claimed_epsilon is None else f"{result.claimed_epsilon:g}"
         if result.claimed_epsilon is None:
             verdict = "no claim to check"
+        elif result.violated:
+            verdict = "VIOLATED"
+        elif result.at_ceiling:
+            verdict = "inconclusive: the test never erred, and this many draws cannot show the claim; raise --trials"
         else:
-            verdict = "VIOLATED" if result.violated else "consistent with the claim"
+            verdict = "consistent with the claim"
         bound = f"{result.epsilon_lower_bound:.4f}" + (" (the ceiling of this many draws)" if result.at_ceiling else "")
         typer.echo(
             f"{result.spec}: claimed epsilon {claim}; empirical lower bound {bound} "

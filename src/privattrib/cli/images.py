@@ -225,6 +225,9 @@ def obfuscate(
     if ob.params.get("noise") == "fast":
         err("note: noise=fast draws float Laplace noise, which an attacker can exploit (Mironov 2012); "
             "for photos you publish leave out --seed and noise= (then noise=secure)")
+    elif getattr(ob, "randomized", False) and "noise" not in ob.params:
+        err(f"note: {ob.name} has no exact noise backend: its float noise comes from a seeded "
+            "non-cryptographic generator; keep the seed secret")
     if report is not None:
         for row in rows:
             row["method"] = ob.spec
@@ -326,7 +329,7 @@ def metrics(
         typer.echo(f"note: {note}", err=True)
     if csv_path is not None:
         _write_csv(csv_path, ["file", "height", "width", "channels", "mse", "psnr", "ssim"],
-                   [*rows, {"file": "MEAN", **means}], "--csv")
+                   [*rows, {"file": "MEAN", **means}] if rows else [], "--csv")
     if not rows:
         typer.echo("error: no matching pair of images" if not pairs else
                    f"error: none of the {len(pairs)} matching pair(s) could be measured (see the reasons above)",

@@ -28,7 +28,7 @@ import yaml
 
 from privattrib.common import atomic_write_text, resolve_device
 from privattrib.experiments.executors import make_executor
-from privattrib.experiments.sources import assemble_data, data_dir
+from privattrib.experiments.sources import adopt_legacy_folders, assemble_data
 from privattrib.experiments.spec import REAL_CLASS, Cell, ExperimentSpec
 from privattrib.experiments.store import ResultsStore, SpecChangedError
 
@@ -214,7 +214,7 @@ def write_manifest(store: ResultsStore, spec: ExperimentSpec, env: dict, executo
         "rows_key": spec.rows_key(),
         "task_hashes": spec.task_hashes(),
         "task_keys": spec.task_keys(),
-        "data_hash": data_dir(store.outdir, spec).name,
+        "data_hash": spec.data_hash(),
         "environment": env,
         "executor": executor,
         "created_at": old.get("created_at") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -300,6 +300,10 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
     runner = make_executor(executor, address=address, num_gpus=gpus_per_cell)
     store = ResultsStore(outdir)
     store.check_compatible(spec.accepted_hashes(), spec.task_keys(), legacy_hash=spec.rows_hash(), force=force)
+    # Rows, data and GAN runs of older versions, accepted above, take today's stamps and names.
+    restamped = store.restamp(spec.accepted_hashes(), spec.task_hashes(), legacy_hash=spec.rows_hash())
+    for what in adopt_legacy_folders(outdir, spec) + ([f"{restamped} rows restamped"] if restamped else []):
+        console.log(f"adopted from an older privattrib: {what}")
     env = environment_info(device)
     write_manifest(store, spec, env, executor)
 
@@ -327,7 +331,7 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
                 "name": spec.name, "classifier": spec.classifier,
                 "work_dir": str(outdir / "models"), "obfuscated_fraction": spec.obfuscated_fraction,
                 "device": device, "progress": progress, "task_hashes": spec.task_hashes(),
-                "data_hash": data_dir(outdir, spec).name,
+                "data_hash": spec.data_hash(),
                 "class_names": spec.class_names, "attacks": spec.attacks,
             },
         }

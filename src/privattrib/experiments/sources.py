@@ -46,16 +46,28 @@ def derived_seed(*parts) -> int:
 
 
 def data_dir(outdir: str | os.PathLike, spec: ExperimentSpec) -> Path:
-    """``OUTDIR/data/<data hash>``, or the folder an older privattrib named by its legacy hash."""
-    return _current_or_legacy(Path(outdir) / "data", spec.data_hash(), spec.data_hash(legacy=True),
-                              lambda d: (d / "info.json").is_file())
+    return Path(outdir) / "data" / spec.data_hash()
 
 
-def _current_or_legacy(parent: Path, name: str, legacy_name: str, exists) -> Path:
-    # Runs written before data keys held paths as written stay where they are: re-assembling the
-    # data would be wasted, and re-training a GAN source would change the experiment.
-    current, legacy = parent / name, parent / legacy_name
-    return legacy if not exists(current) and exists(legacy) else current
+def _gan_run_dir(outdir: str | os.PathLike, name: str, src: dict, spec: ExperimentSpec, *, legacy: bool = False) -> Path:
+    cfg = {k: v for k, v in src.items() if k != "kind"}
+    return Path(outdir) / "gans" / f"{name}-{stable_hash({'gan': cfg, 'data': spec.data_hash(legacy=legacy)}, 8)}"
+
+
+def adopt_legacy_folders(outdir: str | os.PathLike, spec: ExperimentSpec) -> list[str]:
+    """Rename the data set and GAN runs that an older privattrib named by hashes of resolved paths
+    (see :meth:`ExperimentSpec.data_key`) to today's names, so a later move of the repository still
+    finds them. Re-assembling the data would be wasted work, and re-training a GAN source would
+    change the experiment. Returns what was renamed."""
+    pairs = [(data_dir(outdir, spec).with_name(spec.data_hash(legacy=True)), data_dir(outdir, spec))]
+    pairs += [(_gan_run_dir(outdir, name, src, spec, legacy=True), _gan_run_dir(outdir, name, src, spec))
+              for name, src in spec.data["sources"].items() if src["kind"] == "gan"]
+    moved = []
+    for old, new in pairs:
+        if old != new and old.is_dir() and not new.exists():
+            os.replace(old, new)
+            moved.append(f"{old.parent.name}/{old.name} -> {new.name}")
+    return moved
 
 
 def load_experiment_data(directory: str | os.PathLike) -> ExperimentData:
@@ -102,7 +114,7 @@ def assemble_data(spec: ExperimentSpec, outdir: str | os.PathLike, *, device: st
     counts = data["per_class"]
     need = counts["train"] + counts["val"] + counts["test"]
     class_names = spec.class_names
-    info: dict = {"data_hash": directory.name, "class_names": class_names, "sources": {}}
+    info: dict = {"data_hash": spec.data_hash(), "class_names": class_names, "sources": {}}
 
     # 1. The real class, split identity-disjointly.
     real_src = data["sources"][REAL_CLASS]
@@ -279,10 +291,7 @@ def _split_real(real: LabeledImages, counts: dict, seed: int) -> dict:
 def _gan_source(name, src, real_pool: LabeledImages, spec, outdir, need, device, say, progress):
     from privattrib.gans import sample_gan, train_gan
 
-    cfg = {k: v for k, v in src.items() if k != "kind"}
-    run_dir = _current_or_legacy(
-        Path(outdir) / "gans", f"{name}-{stable_hash({'gan': cfg, 'data': spec.data_hash()}, 8)}",
-        f"{name}-{stable_hash({'gan': cfg, 'data': spec.data_hash(legacy=True)}, 8)}", Path.is_dir)
+    run_dir = _gan_run_dir(outdir, name, src, spec)
     say(f"training GAN source {name} ({_describe(src)}) on {len(real_pool)} real training images -> {run_dir}")
     kwargs = {"size": spec.data["size"], "seed": src["seed"], "out": run_dir, "device": device,
               "progress": progress}

@@ -143,6 +143,26 @@ class ResultsStore:
             for path in paths:
                 os.replace(path, stale / path.name)
 
+    def restamp(self, accepted: dict[str, set[str]], current: dict[str, str], *, legacy_hash: str | None = None) -> int:
+        """Give every row that ``accepted`` (or ``legacy_hash``) marks valid its group's ``current``
+        stamp, so that the report, which knows only current stamps, and later versions keep it.
+        Returns the number of rows rewritten (each atomically)."""
+        count = 0
+        for path in self.cells_dir.glob("*.json"):
+            try:
+                row = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            group = key_group(row.get("task", "attribution"), row.get("scenario", ""))
+            stamp = row.get("rows_hash")
+            if group not in current or group not in accepted or stamp is None or stamp == current[group]:
+                continue
+            if stamp in accepted[group] or (legacy_hash is not None and stamp == legacy_hash):
+                row["rows_hash"] = current[group]
+                self.write_row(path.stem, row)
+                count += 1
+        return count
+
     # -- rows -----------------------------------------------------------------------------
     def row_path(self, stem: str) -> Path:
         return self.cells_dir / f"{stem}.json"

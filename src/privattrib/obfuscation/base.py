@@ -144,7 +144,7 @@ class Obfuscation:
     Subclasses set the class attributes and implement ``_forward_numpy`` (CPU: NumPy/OpenCV, on an
     ``N x H x W x C`` (``"nhwc"``) or ``N x C x H x W`` (``"nchw"``) contiguous uint8 array) and
     ``_forward_torch`` (any device, ``N x C x H x W`` uint8 tensor). Both receive ``streams``, one
-    64-bit noise stream per image derived from (seed, key) (see :mod:`privattrib.obfuscation.noise`).
+    64-bit noise stream per image derived from (seed, spec, key) (see :mod:`privattrib.obfuscation.noise`).
     """
 
     name: ClassVar[str] = ""

@@ -104,7 +104,8 @@ def image_streams(seed: int, keys: Sequence[Any] | None, n: int, salt: str = "")
         keys: None (image i gets key i), or N keys (ints/strings, or an integer array/tensor).
         n: batch size.
         salt: what else the noise belongs to; methods pass their canonical spec, so that one seed
-            gives independent noise to different methods and parameters.
+            gives independent noise to different methods and parameters. ``""`` adds nothing (the
+            streams of a plain seed).
 
     Returns:
         uint64 array of shape ``(N,)``.

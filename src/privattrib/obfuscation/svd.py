@@ -138,10 +138,11 @@ class SVDMetricPrivacy(Obfuscation):
         return svd_mp_numpy(x, layout, self.params["k"], self.params["epsilon"], streams)
 
     def _forward_torch(self, x, streams):
-        # Tensors on any device take the float64 host path: the same bytes on every device, and
-        # faster. CUDA has no batched SVD for matrices over 32 x 32 (torch loops over them: 129
-        # images/s at 128 x 128 on an H100), and torch's multi-threaded CPU SVD of small matrices
-        # slows down badly on shared cores (docs/performance.md).
+        # Tensors on any device take the float64 host path: the same bytes on every device. On the
+        # CPU it is faster than torch's multi-threaded SVD of small matrices, which slows down badly
+        # on shared cores (measured, docs/performance.md). CUDA has no batched SVD for matrices over
+        # 32 x 32 (torch loops over them: 129 images/s at 128 x 128 on an H100); the host path with
+        # one SVD per core should beat that, but is not yet timed on a GPU machine.
         import torch
 
         host = np.ascontiguousarray(x.detach().cpu().numpy())
