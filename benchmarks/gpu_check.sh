@@ -19,7 +19,8 @@
 #
 # Environment: CELEBA (default ../shared/data/celeba; a folder in the CelebA layout),
 # REID_SETS (prepared by `benchmarks/reid_grid.py prepare`, default .cache/attacks-grid),
-# GAN_STEPS (default 10000, the gpu-64 preset), REID_SECONDS (default 240), PYTHON (python3),
+# GAN_STEPS (default 10000, the gpu-64 preset), REID_SECONDS (default 240), REID_SEEDS (default 0;
+# e.g. "1 2"), REID_PROTOCOLS (default yaleb-8/2), PYTHON (python3),
 # DEVICE (default cuda; `DEVICE=cpu ... tests gan` with GAN_STEPS=2 checks the script itself),
 # DEADLINE (seconds after the start: every step's limit is cut to end 15 s before it; a step with
 # under 20 s left is skipped), BUNDLE (a .tar.gz path: every file of OUTDIR packed into it at the
@@ -110,7 +111,8 @@ import triton; print(\"triton\", triton.__version__)'" ;;
     reid)
         use_work
         run reid "${REID_SECONDS:-240}" "$py" benchmarks/reid_grid.py run --device "$device" \
-            --sets "${REID_SETS:-.cache/attacks-grid}" --out "$work/reid" --protocols yaleb-8/2 --seeds 0 --tag gpu
+            --sets "${REID_SETS:-.cache/attacks-grid}" --out "$work/reid" --protocols ${REID_PROTOCOLS:-yaleb-8/2} \
+            --seeds ${REID_SEEDS:-0} --tag gpu
         # the finished cells' rows (one JSON line each) beside the logs; models stay in WORK
         rows=$(ls "$work"/reid/rows-*.jsonl 2>/dev/null)
         [ -n "$rows" ] && cat $rows > "$out/reid-rows.jsonl" ;;
