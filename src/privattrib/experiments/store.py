@@ -108,13 +108,7 @@ class ResultsStore:
         accepted = {legacy_hash} if legacy_hash else set()
         valid_stamps = {group: {h} if isinstance(h, str) else set(h) for group, h in task_hashes.items()}
         invalid: dict[str, list[Path]] = {}
-        for path in self.cells_dir.glob("*.json"):
-            try:
-                row = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                continue
-            task = key_group(row.get("task", "attribution"), row.get("scenario", ""))
-            stamp = row.get("rows_hash")
+        for path, _, task, stamp in self._stamped_rows():
             if stamp is None or task not in valid_stamps or stamp in accepted or stamp in valid_stamps[task]:
                 continue
             invalid.setdefault(task, []).append(path)
@@ -148,13 +142,7 @@ class ResultsStore:
         stamp, so that the report, which knows only current stamps, and later versions keep it.
         Returns the number of rows rewritten (each atomically)."""
         count = 0
-        for path in self.cells_dir.glob("*.json"):
-            try:
-                row = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                continue
-            group = key_group(row.get("task", "attribution"), row.get("scenario", ""))
-            stamp = row.get("rows_hash")
+        for path, row, group, stamp in self._stamped_rows():
             if group not in current or group not in accepted or stamp is None or stamp == current[group]:
                 continue
             if stamp in accepted[group] or (legacy_hash is not None and stamp == legacy_hash):
@@ -162,6 +150,15 @@ class ResultsStore:
                 self.write_row(path.stem, row)
                 count += 1
         return count
+
+    def _stamped_rows(self):
+        """``(path, row, key group, stamp)`` of every readable row file."""
+        for path in self.cells_dir.glob("*.json"):
+            try:
+                row = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            yield path, row, key_group(row.get("task", "attribution"), row.get("scenario", "")), row.get("rows_hash")
 
     # -- rows -----------------------------------------------------------------------------
     def row_path(self, stem: str) -> Path:
