@@ -316,6 +316,35 @@ def test_attack_rows_join_the_grid(tmp_path):
     assert "Re-identification" in html and "Reconstruction" in html
 
 
+def test_other_images_behind_an_attack_path_are_refused_not_mixed_in(tmp_path):
+    """Attack cells reload their identity set each run; its fingerprint must match the finished rows'."""
+    from PIL import Image
+
+    from privattrib.data import synthetic_faces
+
+    def write_identities(seed):
+        faces = synthetic_faces(n_identities=6, per_identity=6, size=16, channels=1, seed=seed)
+        for i, (img, label) in enumerate(zip(faces.images, faces.labels)):
+            folder = tmp_path / "ids" / f"p{int(label):02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img[0]).save(folder / f"{i:03d}.png")
+
+    write_identities(seed=0)
+    raw = tiny_spec(tmp_path, obfuscations=["none"], scenarios=["clean-train"])
+    raw["attacks"] = {"reid": {"data": {"identities": "ids"}, "arch": {"arch": "mcpherson2016", "epochs": 1},
+                               "train_per_identity": 4, "test_per_identity": 2, "variants": ["retrain"]}}
+    out = tmp_path / "run"
+    first = run_experiment(validate_spec(raw, base_dir=tmp_path), out, progress=False, report=False)
+    assert first.failures == {} and first.ran == 2
+    write_identities(seed=1)  # other people's images under the same file names
+    raw["seeds"] = [0, 1]
+    with pytest.raises(SpecChangedError, match="identity set of attack reid"):
+        run_experiment(validate_spec(raw, base_dir=tmp_path), out, progress=False, report=False)
+    forced = run_experiment(validate_spec(raw, base_dir=tmp_path), out, progress=False, report=False, force=True)
+    assert forced.failures == {} and forced.skipped == 1 and forced.ran == 3  # seed 0's reid row recomputed
+    assert len(list((out / "stale").rglob("*.json"))) == 1
+
+
 def test_unavailable_device_is_a_clear_error(tmp_path):
     import torch
 

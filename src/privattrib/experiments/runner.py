@@ -221,6 +221,7 @@ def write_manifest(store: ResultsStore, spec: ExperimentSpec, env: dict, executo
         "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "runs": int(old.get("runs", 0)) + 1,
         "cells": [c.file_stem for c in spec.cells()],
+        "attack_data": old.get("attack_data", {}),  # identity-set fingerprints (check_attack_data)
     }
     atomic_write_text(store.manifest_path, json.dumps(manifest, indent=1, sort_keys=True, default=str))
     atomic_write_text(store.outdir / "spec.yaml", yaml.safe_dump(spec.raw, sort_keys=False))
@@ -310,6 +311,11 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
     cells = spec.cells()
     stems = [c.file_stem for c in cells]
     done = {s for s in stems if store.has(s)}
+    # Attack cells reload their identity set each run: make sure it is the one their rows used.
+    attack_sets = load_attack_sets(spec, {c.task for c in cells if c.task != "attribution" and c.file_stem not in done},
+                                   progress)
+    if check_attack_data(store, attack_sets, cells, done, force=force):
+        done = {s for s in stems if store.has(s)}
     store.write_csv(store.rows(stems))  # a kill between a row and its csv update is healed here
 
     todo = [c for c in cells if c.file_stem not in done]
@@ -318,7 +324,6 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
     failures: dict[str, str] = {}
     ran = 0
     if todo:
-        attack_tasks = {c.task for c in todo if c.task != "attribution"}
         if any(c.task == "attribution" for c in todo):
             data = assemble_data(spec, outdir, device=device, console=console, progress=progress)
             splits = {"train": data.train, "val": data.val, "test": data.test}
@@ -326,7 +331,7 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
             splits = {"train": None, "val": None, "test": None}
         shared = {
             **splits,
-            "attack_sets": load_attack_sets(spec, attack_tasks, progress),
+            "attack_sets": attack_sets,
             "context": {
                 "name": spec.name, "classifier": spec.classifier,
                 "work_dir": str(outdir / "models"), "obfuscated_fraction": spec.obfuscated_fraction,
@@ -403,6 +408,42 @@ def _cell_text(cell: Cell) -> str:
 
 def _fmt(x) -> str:
     return "?" if x is None else f"{float(x):.3f}"
+
+
+def check_attack_data(store: ResultsStore, attack_sets: dict, cells: list[Cell], done: set[str], *,
+                      force: bool) -> bool:
+    """Compare each loaded identity set with the one the task's finished rows were computed on (a
+    fingerprint of keys, labels and sampled pixels, kept in experiment.json), and record it.
+
+    The spec keys an attack's data by its path as written, so other images behind the same path
+    would otherwise join the old rows unnoticed. Returns True when ``force`` moved rows aside.
+
+    Raises:
+        SpecChangedError: the data changed and ``force`` is False.
+    """
+    from privattrib.attribution.scenarios import _data_fingerprint
+    from privattrib.common import stable_hash
+
+    manifest = store.read_manifest() or {}
+    recorded = dict(manifest.get("attack_data") or {})
+    moved = False
+    for task, data in attack_sets.items():
+        fingerprint = stable_hash(_data_fingerprint(data))
+        finished = [store.row_path(c.file_stem) for c in cells if c.task == task and c.file_stem in done]
+        if finished and recorded.get(task) not in (None, fingerprint):
+            if not force:
+                raise SpecChangedError(
+                    f"the identity set of attack {task} is not the one its {len(finished)} finished rows in "
+                    f"{store.outdir} used (same path, other images); their rows would not be comparable. Use "
+                    f"another output directory, or --force to move them to {store.outdir / 'stale'}."
+                )
+            store.move_aside(finished)
+            moved = True
+        recorded[task] = fingerprint
+    if recorded != (manifest.get("attack_data") or {}):
+        atomic_write_text(store.manifest_path, json.dumps({**manifest, "attack_data": recorded}, indent=1,
+                                                          sort_keys=True, default=str))
+    return moved
 
 
 def load_attack_sets(spec: ExperimentSpec, tasks: set[str], progress: bool) -> dict:

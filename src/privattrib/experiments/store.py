@@ -131,11 +131,14 @@ class ResultsStore:
                 "its rows would not be comparable. Use another output directory, or --force to move "
                 f"the old rows to {self.outdir / 'stale'} and start over."
             )
+        self.move_aside([path for paths in invalid.values() for path in paths])
+
+    def move_aside(self, paths: Iterable[Path]) -> None:
+        """Move row files to ``stale/<time>/`` (never deleted)."""
         stale = self.outdir / "stale" / time.strftime("%Y%m%d-%H%M%S")
         stale.mkdir(parents=True, exist_ok=True)
-        for paths in invalid.values():
-            for path in paths:
-                os.replace(path, stale / path.name)
+        for path in paths:
+            os.replace(path, stale / path.name)
 
     def restamp(self, accepted: dict[str, set[str]], current: dict[str, str], *, legacy_hash: str | None = None) -> int:
         """Give every row that ``accepted`` (or ``legacy_hash``) marks valid its group's ``current``
