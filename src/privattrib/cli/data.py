@@ -47,11 +47,12 @@ def check(
         from rich.table import Table
 
         con = _console()
-        table = Table(title=f"{report['kind']}: {report['path']}", show_header=False)
+        one_file = path.is_file()
+        table = Table(title=f"{'file' if one_file else report['kind']}: {report['path']}", show_header=False)
         table.add_row("usable images", f"{report['images']:,}")
         if report["identities"] is not None:
             table.add_row("identities", f"{report['identities']:,}")
-        if report.get("classes") and report["kind"] != "identities":
+        if report.get("classes") and report["kind"] != "identities" and not one_file:
             table.add_row("classes", ", ".join(report["classes"]))
         for shape, n in report["sizes"].items():
             table.add_row(f"size {shape}", f"{n:,}")
