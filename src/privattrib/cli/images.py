@@ -111,10 +111,8 @@ def obfuscate(
     2 for bad arguments.
     """
     from privattrib.data import BadImageError, load_image, save_png
-    from privattrib.obfuscation import make
+    from privattrib.obfuscation import make, parse_spec
     from privattrib.obfuscation.regions import detect_faces, obfuscate_regions, parse_box, resolve_backend
-
-    from privattrib.obfuscation import parse_spec
 
     try:
         name, given = parse_spec(method)

@@ -205,7 +205,8 @@ def _first(d: dict, *keys):
 # ----------------------------------------------------------------------------------------------
 
 
-def write_manifest(store: ResultsStore, spec: ExperimentSpec, env: dict, executor: str) -> None:
+def write_manifest(store: ResultsStore, spec: ExperimentSpec, env: dict, executor: str,
+                   attack_data: dict | None = None) -> None:
     old = store.read_manifest() or {}
     manifest = {
         "name": spec.name,
@@ -221,7 +222,8 @@ def write_manifest(store: ResultsStore, spec: ExperimentSpec, env: dict, executo
         "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "runs": int(old.get("runs", 0)) + 1,
         "cells": [c.file_stem for c in spec.cells()],
-        "attack_data": old.get("attack_data", {}),  # identity-set fingerprints (check_attack_data)
+        # identity-set fingerprints (check_attack_data); kept for attacks not loaded this run
+        "attack_data": {**old.get("attack_data", {}), **(attack_data or {})},
     }
     atomic_write_text(store.manifest_path, json.dumps(manifest, indent=1, sort_keys=True, default=str))
     atomic_write_text(store.outdir / "spec.yaml", yaml.safe_dump(spec.raw, sort_keys=False))
@@ -305,8 +307,6 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
     restamped = store.restamp(spec.accepted_hashes(), spec.task_hashes(), legacy_hash=spec.rows_hash())
     for what in adopt_legacy_folders(outdir, spec) + ([f"{restamped} rows restamped"] if restamped else []):
         console.log(f"adopted from an older privattrib: {what}")
-    env = environment_info(device)
-    write_manifest(store, spec, env, executor)
 
     cells = spec.cells()
     stems = [c.file_stem for c in cells]
@@ -314,8 +314,10 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
     # Attack cells reload their identity set each run: make sure it is the one their rows used.
     attack_sets = load_attack_sets(spec, {c.task for c in cells if c.task != "attribution" and c.file_stem not in done},
                                    progress)
-    if check_attack_data(store, attack_sets, cells, done, force=force):
-        done = {s for s in stems if store.has(s)}
+    attack_data = check_attack_data(store, attack_sets, cells, done, force=force)
+    done = {s for s in stems if store.has(s)}  # --force may have moved some aside
+    env = environment_info(device)
+    write_manifest(store, spec, env, executor, attack_data)
     store.write_csv(store.rows(stems))  # a kill between a row and its csv update is healed here
 
     todo = [c for c in cells if c.file_stem not in done]
@@ -411,12 +413,13 @@ def _fmt(x) -> str:
 
 
 def check_attack_data(store: ResultsStore, attack_sets: dict, cells: list[Cell], done: set[str], *,
-                      force: bool) -> bool:
+                      force: bool) -> dict[str, str]:
     """Compare each loaded identity set with the one the task's finished rows were computed on (a
-    fingerprint of keys, labels and sampled pixels, kept in experiment.json), and record it.
+    fingerprint of keys, labels and sampled pixels, kept in experiment.json).
 
     The spec keys an attack's data by its path as written, so other images behind the same path
-    would otherwise join the old rows unnoticed. Returns True when ``force`` moved rows aside.
+    would otherwise join the old rows unnoticed. With ``force`` those rows move to ``stale/``.
+    Returns ``{task: fingerprint}`` of the loaded sets, for the manifest.
 
     Raises:
         SpecChangedError: the data changed and ``force`` is False.
@@ -424,11 +427,10 @@ def check_attack_data(store: ResultsStore, attack_sets: dict, cells: list[Cell],
     from privattrib.attribution.scenarios import _data_fingerprint
     from privattrib.common import stable_hash
 
-    manifest = store.read_manifest() or {}
-    recorded = dict(manifest.get("attack_data") or {})
-    moved = False
+    recorded = (store.read_manifest() or {}).get("attack_data") or {}
+    fingerprints = {}
     for task, data in attack_sets.items():
-        fingerprint = stable_hash(_data_fingerprint(data))
+        fingerprint = fingerprints[task] = stable_hash(_data_fingerprint(data))
         finished = [store.row_path(c.file_stem) for c in cells if c.task == task and c.file_stem in done]
         if finished and recorded.get(task) not in (None, fingerprint):
             if not force:
@@ -438,12 +440,7 @@ def check_attack_data(store: ResultsStore, attack_sets: dict, cells: list[Cell],
                     f"another output directory, or --force to move them to {store.outdir / 'stale'}."
                 )
             store.move_aside(finished)
-            moved = True
-        recorded[task] = fingerprint
-    if recorded != (manifest.get("attack_data") or {}):
-        atomic_write_text(store.manifest_path, json.dumps({**manifest, "attack_data": recorded}, indent=1,
-                                                          sort_keys=True, default=str))
-    return moved
+    return fingerprints
 
 
 def load_attack_sets(spec: ExperimentSpec, tasks: set[str], progress: bool) -> dict:

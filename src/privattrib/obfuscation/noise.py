@@ -3,9 +3,8 @@
 Reproducibility rule: the noise of one image is a pure function of ``(seed, method spec, key,
 position)``. Each image gets a 64-bit *stream* ``mix(mix((seed + golden) ^ H(spec)) ^ key)``; its
 j-th uniform is ``mix(stream + (j + 1) * golden)`` (SplitMix64, Steele et al. 2014, a counter-based
-generator), so
-no state is carried between images: batch size, batch order, device and thread count cannot change
-which numbers an image gets. The same integer arithmetic runs in NumPy (uint64) and in torch
+generator), so no state is carried between images: batch size, batch order, device and thread
+count cannot change which numbers an image gets. The same integer arithmetic runs in NumPy (uint64) and in torch
 (int64, two's-complement wrap-around, logical shifts by masking), so CPU and CUDA draw the same bits;
 only the final float transform (log, cos) may differ in the last ulp between the two.
 

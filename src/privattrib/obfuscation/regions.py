@@ -15,8 +15,9 @@ is nothing to hide (``privattrib obfuscate --faces`` refuses to write such an im
 Each box is obfuscated as an image of its own (the pixelation grid starts at the box corner;
 DP-Pix's guarantee then holds for the pixels of that box, given the box). The boxes themselves are
 not private: a detected face box is a function of the original image, and its position and size
-show in the output. Only boxes fixed in advance (``--box``) leave nothing else to leak. Overlapping boxes are merged first so
-that no pixel is obfuscated twice and no box sees another's output. The noise of box ``i`` of an
+show in the output. Only boxes fixed in advance (``--box``) leave nothing else to leak.
+Overlapping boxes are merged first so that no pixel is obfuscated twice and no box sees another's
+output. The noise of box ``i`` of an
 image is keyed by ``"<image key>#box<i>"``: reproducible, and independent between boxes.
 """
 

@@ -146,5 +146,4 @@ class SVDMetricPrivacy(Obfuscation):
         import torch
 
         host = np.ascontiguousarray(x.detach().cpu().numpy())
-        out = svd_mp_numpy(host, "nchw", self.params["k"], self.params["epsilon"], streams)
-        return torch.from_numpy(out).to(x.device)
+        return torch.from_numpy(self._forward_numpy(host, "nchw", streams)).to(x.device)
