@@ -12,15 +12,21 @@
 #   kernels    candidate cell-sum / upsampling kernels, Triton and compiled         25-27 s
 #   obfuscate  the issue-2 speed table on the device (goal: 5 M images/s)           35-57 s
 #   train      yu2019 training speed at 128 px, eager / bf16 / compiled (goal 25k)  77 s
+#   train32    the same in the paper's setting (eager fp32, batch 32) beside eager fp32 at batch 256
 #   tests      every test marked gpu                                                30-76 s
 #   gan        gpu-64 dcgan on CelebA for GAN_STEPS steps; copies the sample grid   96 s for 6,000 steps
-#   reid       Yale B 8/2 attack cells at full size (REID_SETS/yaleb.npz), REID_SECONDS at most:
-#              about 2 s per re-identification cell, 27-40 s per reconstruction cell
+#   reid       re-identification cells of the attack grid at full size (REID_SETS), REID_SECONDS at
+#              most: about 2 s per Yale B 8/2 cell on an H100
+#   recon      its reconstruction cells (Yale B 48/12, U-Net): 27-40 s per cell on an H100
 #
 # Environment: CELEBA (default ../shared/data/celeba; a folder in the CelebA layout),
 # REID_SETS (prepared by `benchmarks/reid_grid.py prepare`, default .cache/attacks-grid),
 # GAN_STEPS (default 10000, the gpu-64 preset), REID_SECONDS (default 240), REID_SEEDS (default 0;
-# e.g. "1 2"), REID_PROTOCOLS (default yaleb-8/2), PYTHON (python3),
+# e.g. "1 2"), REID_PROTOCOLS (default yaleb-8/2; in priority order), REID_RESNET (1: also resnet18),
+# REID_SHARDS and RECON_SHARDS (default 1: processes sharing the GPU, each its own log NAME-i.log),
+# REID_DONE (a folder of earlier rows-*.jsonl: those cells count as done), REID_EXTRA (more
+# arguments for `reid_grid.py run`, e.g. "--epochs-scale 0.05" to check the script on a CPU),
+# PYTHON (python3),
 # DEVICE (default cuda; `DEVICE=cpu ... tests gan` with GAN_STEPS=2 checks the script itself),
 # DEADLINE (seconds after the start: every step's limit is cut to end 15 s before it; a step with
 # under 20 s left is skipped), BUNDLE (a .tar.gz path: every file of OUTDIR packed into it at the
@@ -35,13 +41,13 @@ set -u
 out=${1:?usage: gpu_check.sh OUTDIR [STEP ...]}
 shift
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(env kernels obfuscate train tests gan reid)
+[ ${#steps[@]} -eq 0 ] && steps=(env kernels obfuscate train tests gan reid recon)
 # a misspelt step is refused before any step runs, not after the ones before it have spent the lease
 for step in $(printf '%s\n' "${steps[@]}" | tr '+' '\n'); do
     case $step in
-    env | kernels | obfuscate | train | tests | gan | reid) ;;
+    env | kernels | obfuscate | train | train32 | tests | gan | reid | recon) ;;
     *)
-        echo "unknown step $step (steps: env kernels obfuscate train tests gan reid)" >&2
+        echo "unknown step $step (steps: env kernels obfuscate train train32 tests gan reid recon)" >&2
         exit 2 ;;
     esac
 done
@@ -108,15 +114,43 @@ import triton; print(\"triton\", triton.__version__)'" ;;
         last=$(ls "$work"/gan-dcgan64/samples/*.png 2>/dev/null | tail -n 1)
         [ -n "$last" ] && cp "$last" "$out/gan-dcgan64-last-grid.png"
         cp "$work"/gan-dcgan64/summary.json "$out/gan-summary.json" 2>/dev/null ;;
+    train32)
+        run train32 180 bash -c "$py benchmarks/train_speed.py --device $device --size 128 --batch 32 --steps 200 \
+--modes eager-fp32 --json $out/train32.json && $py benchmarks/train_speed.py --device $device --size 128 \
+--batch 256 --modes eager-fp32 --json $out/train256-fp32.json" ;;
     reid)
-        use_work
-        run reid "${REID_SECONDS:-240}" "$py" benchmarks/reid_grid.py run --device "$device" \
-            --sets "${REID_SETS:-.cache/attacks-grid}" --out "$work/reid" --protocols ${REID_PROTOCOLS:-yaleb-8/2} \
-            --seeds ${REID_SEEDS:-0} --tag gpu
-        # the finished cells' rows (one JSON line each) beside the logs; models stay in WORK
-        rows=$(ls "$work"/reid/rows-*.jsonl 2>/dev/null)
-        [ -n "$rows" ] && cat $rows > "$out/reid-rows.jsonl" ;;
+        attack_grid reid "${REID_SHARDS:-1}" --protocols ${REID_PROTOCOLS:-yaleb-8/2} --no-reconstruct \
+            $([ "${REID_RESNET:-0}" = 1 ] && echo --resnet) ;;
+    recon)
+        attack_grid recon "${RECON_SHARDS:-1}" --recon-only ;;
     esac
+}
+
+# attack_grid NAME SHARDS ARGS...: SHARDS processes of `reid_grid.py run` side by side on one GPU
+# (its networks are small), resuming from the rows already in WORK/NAME and REID_DONE; the finished
+# cells' rows (one JSON line each) come back as OUTDIR/NAME-rows.jsonl, the models stay in WORK
+attack_grid() {
+    local name=$1 shards=$2 i label
+    shift 2
+    use_work
+    mkdir -p "$work/$name"
+    for f in ${REID_DONE:+"$REID_DONE"/rows-*.jsonl}; do
+        [ -f "$f" ] && cp "$f" "$work/$name/rows-done-${f##*/rows-}"
+    done
+    for ((i = 0; i < shards; i++)); do
+        label=$name
+        [ "$shards" -gt 1 ] && label=$name-$i
+        (
+            [ "$shards" -gt 1 ] && quiet=1
+            run "$label" "${REID_SECONDS:-240}" "$py" benchmarks/reid_grid.py run --device "$device" \
+                --sets "${REID_SETS:-.cache/attacks-grid}" --out "$work/$name" --seeds ${REID_SEEDS:-0} \
+                --shard "$i/$shards" --tag gpu "$@" ${REID_EXTRA:-}
+        ) &
+    done
+    wait
+    local rows
+    rows=$(ls "$work/$name"/rows-gpu-*.jsonl 2>/dev/null)
+    [ -n "$rows" ] && cat $rows > "$out/$name-rows.jsonl"
 }
 
 for step in "${steps[@]}"; do

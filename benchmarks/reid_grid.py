@@ -145,7 +145,8 @@ def _load(path: Path):
 def build_cells(args) -> list[dict]:
     seeds = args.seeds
     cells: list[dict] = []
-    protocols = [p for p in PROTOCOLS if not args.protocols or p in args.protocols]
+    # --protocols in the order given: a run cut short by its time limit has done the first ones
+    protocols = list(dict.fromkeys(args.protocols)) if args.protocols else list(PROTOCOLS)
     methods = METHODS if not args.methods else args.methods
     if args.recon_only:
         protocols = []
@@ -390,7 +391,8 @@ def main(argv=None) -> None:
     r.add_argument("--out", default=str(DEFAULT_OUT))
     r.add_argument("--device", default="auto")
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    r.add_argument("--protocols", nargs="*", default=None, choices=list(PROTOCOLS))
+    r.add_argument("--protocols", nargs="*", default=None, choices=list(PROTOCOLS),
+                   help="in priority order (default: all, in the order above)")
     r.add_argument("--methods", nargs="*", default=None)
     r.add_argument("--shard", default="0/1", help="i/n: run every n-th cell starting at i")
     r.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every epoch count (CPU runs)")

@@ -77,3 +77,24 @@ def test_a_step_past_the_deadline_is_skipped_and_said_so(tmp_path):
     assert (out / "summary.txt").read_text().startswith("env skipped")
     assert not (out / "env.log").exists()
     assert done.returncode == 0  # skipped is not failed
+
+
+def test_sharded_grid_steps_log_each_shard_and_return_only_their_own_rows(tmp_path):
+    # REID_DONE rows count as done (copied in as rows-done-*) but are not returned again; each of
+    # the shards that share the GPU writes its own log.
+    out, work, sets, done = tmp_path / "out", tmp_path / "work", tmp_path / "sets", tmp_path / "done"
+    sets.mkdir()
+    done.mkdir()
+    (done / "rows-gpu-0.jsonl").write_text('{"cell_key": "from-an-earlier-lease"}\n')
+    (work / "recon").mkdir(parents=True)
+    (work / "recon" / "rows-gpu-1.jsonl").write_text('{"cell_key": "this-lease"}\n')
+    subprocess.run(["bash", str(SCRIPT), str(out), "reid+recon"], capture_output=True, text=True,
+                   cwd=SCRIPT.parents[1],
+                   env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "DEVICE": "cpu", "REID_SETS": str(sets),
+                        "REID_SHARDS": "2", "RECON_SHARDS": "3", "REID_DONE": str(done), "WORK": str(work),
+                        "OMP_NUM_THREADS": "1"})
+    assert sorted(p.name for p in out.iterdir()) == [
+        "recon-0.log", "recon-1.log", "recon-2.log", "recon-rows.jsonl", "reid-0.log", "reid-1.log", "summary.txt"]
+    assert (out / "recon-rows.jsonl").read_text() == '{"cell_key": "this-lease"}\n'
+    assert (work / "reid" / "rows-done-gpu-0.jsonl").read_text() == '{"cell_key": "from-an-earlier-lease"}\n'
+    assert (out / "recon-2.log").read_text().startswith("shard 2/3: 3 cells")  # 9 methods x 1 seed, every 3rd
