@@ -349,9 +349,9 @@ def table(args) -> None:
         lines.append(f"\n#### Reconstruction (U-Net, base {first['unet_cfg']['base']}, "
                      f"{first['unet_cfg']['epochs']} epochs), {first['protocol']}: {first['n_train']} training pairs, "
                      f"{first['n_test']} test images, {first['image_shape'][1]} px\n")
-        lines.append("| method | PSNR obf. | PSNR restored | SSIM obf. | SSIM restored | re-id clean | "
+        lines.append("| method | seeds | PSNR obf. | PSNR restored | SSIM obf. | SSIM restored | re-id clean | "
                      "re-id obf. | re-id restored |")
-        lines.append("|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
         present = [m for m in RECON_METHODS + DISPLAY if any(r.get("grid_method") == m for r in recon)]
         for method in dict.fromkeys(present):
             m = [r for r in recon if r.get("grid_method") == method]
@@ -361,11 +361,12 @@ def table(args) -> None:
             def mean(key):
                 return float(np.mean([r[key] for r in m]))
 
-            lines.append(f"| `{method}` | {mean('psnr_obfuscated'):.2f} | {mean('psnr_restored'):.2f} | "
+            seeds = ", ".join(str(seed) for seed in sorted({r["seed"] for r in m}))
+            lines.append(f"| `{method}` | {seeds} | {mean('psnr_obfuscated'):.2f} | {mean('psnr_restored'):.2f} | "
                          f"{mean('ssim_obfuscated'):.3f} | {mean('ssim_restored'):.3f} | "
                          f"{_stat([r['reid_clean'] for r in m])} | {_stat([r['reid_obfuscated'] for r in m])} | "
                          f"{_stat([r['reid_restored'] for r in m])} |")
-        lines.append(f"\nMeans over seeds {sorted({r['seed'] for r in recon})}; re-identification by a "
+        lines.append("\nMeans over the seeds listed (± sample std where there are several); re-identification by a "
                      f"{first['arch']} trained on the clean training images.")
     devices = sorted({r.get("device", "?") for r in rows})
     wall = sum(r.get("wall_s", 0) for r in rows)
