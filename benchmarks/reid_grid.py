@@ -343,20 +343,23 @@ def table(args) -> None:
         seeds = sorted({r["seed"] for r in sub})
         lines.append(f"\nTop-1 accuracy in %: mean ± sample std over the seeds run for that cell (seeds {seeds} "
                      "in this protocol; a single value = one seed).")
-    recon = [r for r in rows if r.get("attack") == "reconstruct"]
-    if recon:
+    recon_rows = [r for r in rows if r.get("attack") == "reconstruct"]
+    # one table per protocol and U-Net budget: rows of different splits must not be averaged together
+    groups = dict.fromkeys((r["protocol"], r["unet_cfg"]["base"], r["unet_cfg"]["epochs"]) for r in recon_rows)
+    for protocol, base, epochs in groups:
+        if args.protocol and protocol not in args.protocol:
+            continue
+        recon = [r for r in recon_rows if (r["protocol"], r["unet_cfg"]["base"], r["unet_cfg"]["epochs"])
+                 == (protocol, base, epochs)]
         first = recon[0]
-        lines.append(f"\n#### Reconstruction (U-Net, base {first['unet_cfg']['base']}, "
-                     f"{first['unet_cfg']['epochs']} epochs), {first['protocol']}: {first['n_train']} training pairs, "
-                     f"{first['n_test']} test images, {first['image_shape'][1]} px\n")
+        lines.append(f"\n#### Reconstruction (U-Net, base {base}, {epochs} epochs), {protocol}: "
+                     f"{first['n_train']} training pairs, {first['n_test']} test images, {first['image_shape'][1]} px\n")
         lines.append("| method | seeds | PSNR obf. | PSNR restored | SSIM obf. | SSIM restored | re-id clean | "
                      "re-id obf. | re-id restored |")
         lines.append("|---|---|---|---|---|---|---|---|---|")
         present = [m for m in RECON_METHODS + DISPLAY if any(r.get("grid_method") == m for r in recon)]
         for method in dict.fromkeys(present):
             m = [r for r in recon if r.get("grid_method") == method]
-            if not m:
-                continue
 
             def mean(key):
                 return float(np.mean([r[key] for r in m]))

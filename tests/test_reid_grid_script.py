@@ -28,17 +28,27 @@ def test_protocols_run_in_the_order_given():
     assert order == ["yaleb-48/12", "yaleb-8/2"]
 
 
-def test_reconstruction_table_says_which_seeds_each_row_averages(tmp_path, capsys):
-    def row(method, seed, restored):
-        return {"attack": "reconstruct", "protocol": "yaleb-48/12", "grid_method": method, "seed": seed,
-                "arch": "mcpherson2016", "unet_cfg": {"base": 32, "epochs": 30}, "n_train": 10, "n_test": 4,
-                "image_shape": [1, 96, 96], "psnr_obfuscated": 20.0, "psnr_restored": 25.0,
-                "ssim_obfuscated": 0.5, "ssim_restored": 0.8, "reid_clean": 0.9, "reid_obfuscated": 0.1,
-                "reid_restored": restored, "wall_s": 1.0, "device": "cpu"}
+def _recon_row(method, seed, restored, protocol="yaleb-48/12"):
+    return {"attack": "reconstruct", "protocol": protocol, "grid_method": method, "seed": seed,
+            "arch": "mcpherson2016", "unet_cfg": {"base": 32, "epochs": 30}, "n_train": 10, "n_test": 4,
+            "image_shape": [1, 96, 96], "psnr_obfuscated": 20.0, "psnr_restored": 25.0,
+            "ssim_obfuscated": 0.5, "ssim_restored": 0.8, "reid_clean": 0.9, "reid_obfuscated": 0.1,
+            "reid_restored": restored, "wall_s": 1.0, "device": "cpu"}
 
-    rows = [row("pixelate:b=8", 0, 0.5), row("pixelate:b=8", 1, 0.7), row("blur:k=45", 0, 0.9)]
+
+def test_reconstruction_table_says_which_seeds_each_row_averages(tmp_path, capsys):
+    rows = [_recon_row("pixelate:b=8", 0, 0.5), _recon_row("pixelate:b=8", 1, 0.7), _recon_row("blur:k=45", 0, 0.9)]
     (tmp_path / "rows-x-0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     reid_grid.main(["table", "--out", str(tmp_path)])
     lines = capsys.readouterr().out.splitlines()
     assert "| `pixelate:b=8` | 0, 1 | 20.00 | 25.00 | 0.500 | 0.800 | 90.0 ± 0.0 | 10.0 ± 0.0 | 60.0 ± 14.1 |" in lines
     assert "| `blur:k=45` | 0 | 20.00 | 25.00 | 0.500 | 0.800 | 90.0 | 10.0 | 90.0 |" in lines
+
+
+def test_reconstruction_rows_of_two_splits_get_a_table_each(tmp_path, capsys):
+    rows = [_recon_row("pixelate:b=8", 0, 0.5, "yaleb-8/2"), _recon_row("pixelate:b=8", 0, 0.9, "yaleb-48/12")]
+    (tmp_path / "rows-x-0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    reid_grid.main(["table", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "base 32, 30 epochs), yaleb-8/2:" in out and "base 32, 30 epochs), yaleb-48/12:" in out
+    assert "| 50.0 |" in out and "| 90.0 |" in out and "70.0" not in out  # not averaged across splits
