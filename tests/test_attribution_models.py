@@ -31,8 +31,8 @@ def test_registry_lists_the_three_classifiers():
 def test_unknown_option_and_bad_sizes_are_refused():
     with pytest.raises(ValueError, match="no option"):
         make_classifier("yu2019", num_classes=2, image_size=32, widht=3)
-    with pytest.raises(ValueError, match="power of two"):
-        make_classifier("yu2019", num_classes=2, image_size=48)
+    with pytest.raises(ValueError, match=">= 8"):
+        make_classifier("yu2019", num_classes=2, image_size=7)
     with pytest.raises(ValueError, match="num_classes"):
         make_classifier("dct", num_classes=1, image_size=16)
 
@@ -80,6 +80,19 @@ def test_equalized_conv_is_a_scaled_conv():
     x = torch.randn(1, 2, 5, 5)
     ref = torch.nn.functional.conv2d(x, conv.weight * math.sqrt(2) / math.sqrt(18), conv.bias, padding=1)
     torch.testing.assert_close(conv(x), ref)
+
+
+@pytest.mark.parametrize("size,stages,side", [(48, 3, 6), (96, 4, 6), (100, 4, 6), (33, 3, 4), (12, 1, 6)])
+def test_yu2019_takes_sizes_that_are_not_powers_of_two(size, stages, side):
+    model = make_classifier("yu2019", num_classes=3, image_size=size, in_channels=1)
+    pools = [m for m in model.features if isinstance(m, torch.nn.AvgPool2d)]
+    assert len(pools) == stages
+    assert model.features(torch.zeros(1, 1, size, size)).shape[-2:] == (side, side)
+    assert model(torch.zeros(2, 1, size, size)).shape == (2, 3)
+    # the widths of the power-of-two network with as many stages (48 px: those of 32 px)
+    reference = make_classifier("yu2019", num_classes=3, image_size=4 * 2**stages, in_channels=1)
+    widths = [m.weight.shape for m in model.features if hasattr(m, "weight")]
+    assert widths == [m.weight.shape for m in reference.features if hasattr(m, "weight")]
 
 
 @pytest.mark.parametrize("size,stem", [(16, "small"), (128, "imagenet")])

@@ -72,7 +72,7 @@ def test_relative_paths_resolve_against_base_dir(tmp_path):
         # refused before any data or GAN source is assembled, not by every cell afterwards
         (lambda r: r["classifier"].update(widht=3), "no option(s) ['widht']"),
         (lambda r: r["classifier"].update(amp="fp16"), "amp"),
-        (lambda r: r["data"].update(size=48), "power of two"),
+        (lambda r: r["data"].update(size=7), "must be >= 8"),
         (lambda r: (r["classifier"].update(keep_best=True), r["data"]["per_class"].update(val=0)), "keep_best"),
         (lambda r: r.update(obfuscations=["pixelate:b=[0,2]"]), "obfuscations[0]"),
         (lambda r: r.update(obfuscations=["nosuchmethod"]), "obfuscations[0]"),

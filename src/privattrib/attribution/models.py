@@ -11,7 +11,9 @@ Registered names:
   16/32, 32/64, 64/128, 128/256, 256/512 for 128/64/32/16/8 px), one 3x3 convolution of 512 at
   4 x 4, dense 8192 -> 512 -> K, LeakyReLU 0.2, no normalisation, no minibatch-stddev layer, and
   ProGAN's equalized learning rate (weights drawn N(0, 1), multiplied by He's constant at run
-  time). Smaller inputs (any power of two >= 8) use fewer stages and always end at 4 x 4.
+  time). Smaller inputs use fewer stages and end at 4 x 4. Any size >= 8 works: a stage halves
+  while the side is 8 or more (rounding down, as the pool does), so 48 px runs three stages and
+  ends at 6 x 6, with the widths of the 32 px network; powers of two give exactly the layout above.
 - ``resnet18``: ResNet-18 (BasicBlock, 2-2-2-2, batch norm) written here, with a stem chosen for
   the input size (no early downsampling for small images: GAN fingerprints live in the highest
   frequencies).
@@ -210,18 +212,11 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> nn.
 # Equalized learning rate layers (Karras et al., ProGAN, ``use_wscale=True``)
 
 
-def _log2_int(size: int, what: str, minimum: int) -> int:
-    log2 = int(round(math.log2(size))) if size > 0 else -1
-    if size < minimum or 2**log2 != size:
-        raise ValueError(f"{what} must be a power of two >= {minimum}, got {size}")
-    return log2
-
-
 class Yu2019Classifier(nn.Module):
     """Yu et al. (2019) attribution network; see the module docstring.
 
     Shape:
-        input B x C x S x S in [-1, 1] (S a power of two >= 8) -> logits B x K.
+        input B x C x S x S in [-1, 1] (S >= 8) -> logits B x K.
     """
 
     def __init__(
@@ -230,7 +225,11 @@ class Yu2019Classifier(nn.Module):
         negative_slope: float = 0.2,
     ) -> None:
         super().__init__()
-        res_log2 = _log2_int(image_size, "yu2019 image_size", 8)
+        if image_size < 8:
+            raise ValueError(f"yu2019 image_size must be >= 8, got {image_size}")
+        stages, side = 0, image_size
+        while side >= 8:  # each stage halves the side (the pool rounds down) until it is 4-7
+            stages, side = stages + 1, side // 2
 
         def nf(stage: int) -> int:  # ProGAN's feature-map rule with fmap_decay = 1
             return min(int(fmap_base / 2.0**stage), fmap_max)
@@ -246,14 +245,15 @@ class Yu2019Classifier(nn.Module):
         act = nn.LeakyReLU(negative_slope)
         layers: list[nn.Module] = []
         channels = in_channels
-        for res in range(res_log2, 2, -1):  # resolutions S, S/2, ..., 8
+        # res: log2 of the side the stage would have in the power-of-two network of as many stages
+        for res in range(stages + 2, 2, -1):
             layers += [conv(channels, nf(res - 1)), act, conv(nf(res - 1), nf(res - 2)), act,
                        nn.AvgPool2d(2)]
             channels = nf(res - 2)
-        layers += [conv(channels, nf(1)), act]  # 4 x 4
+        layers += [conv(channels, nf(1)), act]  # side x side, 4 x 4 for powers of two
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(
-            nn.Flatten(), dense(nf(1) * 16, nf(1), math.sqrt(2)), act, dense(nf(1), num_classes, 1.0)
+            nn.Flatten(), dense(nf(1) * side * side, nf(1), math.sqrt(2)), act, dense(nf(1), num_classes, 1.0)
         )
         self.image_size = image_size
 
