@@ -32,3 +32,16 @@ def test_cuda_without_a_gpu_stays_bare_and_a_local_run_is_refused(monkeypatch):
     assert environment_info("cuda")["device"] == "cuda"
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         check_local_device("cuda")
+
+
+def test_environment_info_records_the_opendp_version_when_installed():
+    # opendp has no __version__ attribute: the manifest used to record "?"
+    from importlib.metadata import PackageNotFoundError, version
+
+    from privattrib.experiments.runner import environment_info
+
+    try:
+        expected = version("opendp")
+    except PackageNotFoundError:
+        pytest.skip("opendp is not installed")
+    assert environment_info("cpu")["opendp"] == expected

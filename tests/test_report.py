@@ -103,3 +103,21 @@ def test_markdown_summary_lists_every_setting():
     lines = [line for line in text.splitlines() if line.startswith("| `")]
     assert len(lines) == len({r["spec"] for r in rows})
     assert "`dp-pix:b=4,m=1,eps=0.5`" in text and "±" in text and "Chance level 0.500" in text
+
+
+def test_summaries_name_the_scenario_their_laundering_column_comes_from():
+    # A run of obfuscated-train alone has no clean-train rows: its laundering column must say so,
+    # not stand under a "(clean-train)" header.
+    from rich.console import Console
+
+    from privattrib.report.tables import summary_markdown, summary_rich_table
+
+    rows = [r for r in _rows(np.random.default_rng(1)) if r["task"] == "attribution"]
+    assert "laundering (clean-train)" in summary_markdown(rows)
+    only = [r for r in rows if r["scenario"] == "obfuscated-train"]
+    assert only, "the fixture must have obfuscated-train rows"
+    text = summary_markdown(only)
+    assert "laundering (obfuscated-train)" in text and "clean-train" not in text
+    console = Console(record=True, width=200)
+    console.print(summary_rich_table(only))
+    assert "called real (obf)" in console.export_text()

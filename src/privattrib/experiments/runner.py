@@ -80,11 +80,11 @@ def environment_info(device: str = "auto") -> dict:
             info["gpu"] = torch.cuda.get_device_name(dev)
         except (AssertionError, RuntimeError) as exc:
             info["gpu"] = f"not visible from this process ({exc})"
-    try:
-        import opendp
+    from importlib.metadata import PackageNotFoundError, version
 
-        info["opendp"] = getattr(opendp, "__version__", "?")
-    except ImportError:
+    try:  # opendp has no __version__; its distribution metadata has
+        info["opendp"] = version("opendp")
+    except PackageNotFoundError:
         pass
     return info
 

@@ -117,6 +117,16 @@ def short_spec(spec: str) -> str:
     return str(spec).replace(",noise=fast", "").replace("epsilon=", "eps=")
 
 
+def _laundering_scenario(scenarios: list[str]) -> str | None:
+    """Which scenario's laundering rate a summary shows: clean-train's (a detector never shown
+    obfuscated images) when the rows have it, else the first scenario present, named in the header."""
+    return "clean-train" if "clean-train" in scenarios else (scenarios[0] if scenarios else None)
+
+
+def _laundering(per: dict, scenario: str | None):
+    return per[scenario]["laundering_rate"] if scenario in per else None
+
+
 def summary_rich_table(rows: list[dict], title: str = "results (mean over seeds)", max_rows: int = 40):
     """A short terminal table: accuracy per method setting and scenario, plus utility (attribution rows)."""
     from rich import box
@@ -130,6 +140,7 @@ def summary_rich_table(rows: list[dict], title: str = "results (mean over seeds)
         [len(short_spec(e["spec"])) for e in summary] or [10])))
     for s in scenarios:
         table.add_column(short.get(s, s), justify="right")
+    laundering_from = _laundering_scenario(scenarios)
     table.add_column("laund.", justify="right")
     table.add_column("PSNR", justify="right")
     table.add_column("SSIM", justify="right")
@@ -141,12 +152,13 @@ def summary_rich_table(rows: list[dict], title: str = "results (mean over seeds)
             table.add_row(f"... {len(by_spec) - max_rows} more in results.csv")
             break
         any_e = next(iter(per.values()))
-        launder = per.get("clean-train", any_e)["laundering_rate"]
+        launder = _laundering(per, laundering_from)
         table.add_row(short_spec(spec), *[fmt_stat(per[s]["accuracy"], 2) if s in per else "" for s in scenarios],
-                      fmt_stat(launder, 2), fmt_stat(any_e["psnr"], 1), fmt_stat(any_e["ssim"], 2))
+                      fmt_stat(launder, 2) if launder is not None else "", fmt_stat(any_e["psnr"], 1),
+                      fmt_stat(any_e["ssim"], 2))
     chance = next((e["chance"] for e in summary if e["chance"] is not None), None)
     notes = ["accuracy when the classifier was trained clean / on obfuscated images / fine-tuned from clean; "
-             "laund. = share of GAN images called real (clean)"]
+             f"laund. = share of GAN images called real ({short.get(laundering_from, laundering_from)})"]
     if chance is not None:
         notes.append(f"chance {chance:.2f}; ± = std over seeds")
     table.caption = "; ".join(notes)
@@ -162,13 +174,16 @@ def summary_markdown(rows: list[dict], digits: int = 3) -> str:
     by_spec: OrderedDict[str, dict] = OrderedDict()
     for e in summary:
         by_spec.setdefault(e["spec"], {})[e["scenario"]] = e
-    head = ["method setting", *[f"acc. {s}" for s in scenarios], "laundering (clean-train)", "PSNR dB", "SSIM", "seeds"]
+    laundering_from = _laundering_scenario(scenarios)
+    head = ["method setting", *[f"acc. {s}" for s in scenarios], f"laundering ({laundering_from})", "PSNR dB", "SSIM",
+            "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for spec, per in by_spec.items():
         any_e = next(iter(per.values()))
-        launder = per.get("clean-train", any_e)["laundering_rate"]
+        launder = _laundering(per, laundering_from)
         cells = [f"`{short_spec(spec)}`", *[fmt_stat(per[s]["accuracy"], digits) if s in per else "" for s in scenarios],
-                 fmt_stat(launder, digits), fmt_stat(any_e["psnr"], 1), fmt_stat(any_e["ssim"], digits),
+                 fmt_stat(launder, digits) if launder is not None else "", fmt_stat(any_e["psnr"], 1),
+                 fmt_stat(any_e["ssim"], digits),
                  str(len(any_e["seeds"]))]
         lines.append("| " + " | ".join(cells) + " |")
     chance = next((e["chance"] for e in summary if e["chance"] is not None), None)
