@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -196,7 +197,11 @@ def check_sets(out: Path, sets_dir: Path) -> None:
     if old["sets"] != str(sets_dir.resolve()) or changed:
         raise SystemExit(f"{out} holds rows made from the sets {old['sets']} {old['files']}, not "
                          f"{sets_dir.resolve()} {now}: use another --out")
-    path.write_text(json.dumps({"sets": old["sets"], "files": {**old["files"], **now}}, indent=1))
+    # shards start together on one --out: a plain write could be read half-written by another
+    fd, tmp = tempfile.mkstemp(dir=out, prefix="sets.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps({"sets": old["sets"], "files": {**old["files"], **now}}, indent=1))
+    os.replace(tmp, path)
 
 
 def done_keys(out: Path) -> set[str]:
@@ -277,14 +282,17 @@ def run(args) -> None:
 
 # --------------------------------------------------------------------------- tables
 def load_rows(out: Path) -> list[dict]:
-    rows = []
-    for path in sorted(out.glob("rows-*.jsonl")):
+    """Every row of ``out``'s rows-*.jsonl files, each cell once (the last row written for a key
+    wins): files returned by several calls of one lease overlap."""
+    rows: dict[str, dict] = {}
+    for path in sorted(out.glob("rows-*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name)):
         for line in path.read_text().splitlines():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-    return rows
+            rows[row.get("cell_key") or f"no-key-{len(rows)}"] = row
+    return list(rows.values())
 
 
 def _stat(values: list[float]) -> str:

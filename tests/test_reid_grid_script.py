@@ -52,3 +52,40 @@ def test_reconstruction_rows_of_two_splits_get_a_table_each(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "base 32, 30 epochs), yaleb-8/2:" in out and "base 32, 30 epochs), yaleb-48/12:" in out
     assert "| 50.0 |" in out and "| 90.0 |" in out and "70.0" not in out  # not averaged across splits
+
+
+def test_rows_returned_twice_by_one_lease_count_once(tmp_path, capsys):
+    # a lease's second call returns every row of its first call again (the shards share WORK)
+    first = [_recon_row("pixelate:b=8", 0, 0.5)]
+    both = first + [_recon_row("pixelate:b=8", 1, 0.7)]
+    for row in both:
+        row["cell_key"] = f"key-{row['seed']}"
+    (tmp_path / "rows-gpu-call1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in first))
+    (tmp_path / "rows-gpu-call2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in both))
+    reid_grid.main(["table", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| `pixelate:b=8` | 0, 1 |" in out and "\n2 rows," in out
+
+
+def test_shards_starting_together_never_read_a_half_written_sets_file(tmp_path):
+    import threading
+
+    sets, out = tmp_path / "sets", tmp_path / "out"
+    sets.mkdir()
+    out.mkdir()
+    (sets / "yaleb.npz").write_bytes(b"x" * 10)
+    errors = []
+
+    def check():
+        for _ in range(200):
+            try:
+                reid_grid.check_sets(out, sets)
+            except Exception as exc:  # noqa: BLE001 - any failure is the bug
+                errors.append(exc)
+
+    threads = [threading.Thread(target=check) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
