@@ -12,12 +12,17 @@
 #   kernels    candidate cell-sum / upsampling kernels, Triton and compiled         25-27 s
 #   obfuscate  the issue-2 speed table on the device (goal: 5 M images/s)           35-57 s
 #   train      yu2019 training speed at 128 px, eager / bf16 / compiled (goal 25k)  77 s
-#   train32    the same in the paper's setting (eager fp32, batch 32) beside eager fp32 at batch 256
-#   tests      every test marked gpu                                                30-76 s
+#   train32    the same in the paper's setting (eager fp32, batch 32) beside eager  53 s (H200)
+#              fp32 at batch 256
+#   tests      every test marked gpu                                                30-76 s; 133 s
+#                                                                                    beside the grid
 #   gan        gpu-64 dcgan on CelebA for GAN_STEPS steps; copies the sample grid   96 s for 6,000 steps
 #   reid       re-identification cells of the attack grid at full size (REID_SETS), REID_SECONDS at
 #              most: about 2 s per Yale B 8/2 cell on an H100
-#   recon      its reconstruction cells (Yale B 48/12, U-Net): 27-40 s per cell on an H100
+#   recon      its reconstruction cells (Yale B 48/12, U-Net): 27-40 s per cell on an H100 alone,
+#              about 220 s beside 11 other grid processes (H200)
+#   A grid step cut by its limit ends with rc=124 and counts as failed; its finished cells are kept
+#   (one JSON line each) and the next run resumes after them.
 #
 # Environment: CELEBA (default ../shared/data/celeba; a folder in the CelebA layout),
 # REID_SETS (prepared by `benchmarks/reid_grid.py prepare`, default .cache/attacks-grid),
@@ -25,7 +30,8 @@
 # e.g. "1 2"), REID_PROTOCOLS (default yaleb-8/2; in priority order), REID_RESNET (1: also resnet18),
 # REID_SHARDS and RECON_SHARDS (default 1: processes sharing the GPU, each its own log NAME-i.log),
 # REID_DONE (a folder of earlier rows-*.jsonl: those cells count as done), REID_EXTRA (more
-# arguments for `reid_grid.py run`, e.g. "--epochs-scale 0.05" to check the script on a CPU),
+# arguments for `reid_grid.py run`, e.g. "--epochs-scale 0.05" to check the script on a CPU);
+# REID_SETS, REID_SECONDS, REID_SEEDS, REID_DONE and REID_EXTRA drive the recon step too.
 # PYTHON (python3),
 # DEVICE (default cuda; `DEVICE=cpu ... tests gan` with GAN_STEPS=2 checks the script itself),
 # DEADLINE (seconds after the start: every step's limit is cut to end 15 s before it; a step with
@@ -53,7 +59,7 @@ for step in $(printf '%s\n' "${steps[@]}" | tr '+' '\n'); do
 done
 mkdir -p "$out"
 work=${WORK:-}
-# WORK, made on first use (only gan and reid write run folders)
+# WORK, made on first use (only gan, reid and recon write run folders)
 use_work() { [ -n "$work" ] || work=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX"); mkdir -p "$work"; }
 : > "$out/summary.txt"
 py=${PYTHON:-python3}
@@ -105,7 +111,7 @@ import triton; print(\"triton\", triton.__version__)'" ;;
         run train 240 "$py" benchmarks/train_speed.py --device "$device" --size 128 --batch 256 \
             --json "$out/train.json" ;;
     tests)
-        run tests 150 "$py" -m pytest -q -p no:cacheprovider -m gpu tests ;;
+        run tests 240 "$py" -m pytest -q -p no:cacheprovider -m gpu tests ;;
     gan)
         use_work
         run gan 330 "$py" -c 'from privattrib.cli import main; main()' gan train --arch dcgan --data "$celeba" --size 64 \
@@ -134,9 +140,14 @@ attack_grid() {
     shift 2
     use_work
     mkdir -p "$work/$name"
-    for f in ${REID_DONE:+"$REID_DONE"/rows-*.jsonl}; do
-        [ -f "$f" ] && cp "$f" "$work/$name/rows-done-${f##*/rows-}"
-    done
+    if [ -n "${REID_DONE:-}" ]; then
+        local copied=0 f
+        for f in "$REID_DONE"/rows-*.jsonl; do
+            [ -f "$f" ] && cp "$f" "$work/$name/rows-done-${f##*/rows-}" && copied=$((copied + 1))
+        done
+        # gpu_check's own outputs are named NAME-rows.jsonl: rename them rows-*.jsonl to reuse them
+        [ "$copied" -gt 0 ] || echo "$name: REID_DONE=$REID_DONE holds no rows-*.jsonl; every cell runs" >&2
+    fi
     for ((i = 0; i < shards; i++)); do
         label=$name
         [ "$shards" -gt 1 ] && label=$name-$i
