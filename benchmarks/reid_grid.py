@@ -166,7 +166,10 @@ def build_cells(args) -> list[dict]:
                                   "variant": "retrain", "arch": "mcpherson2016", "pretrain": "others"})
     if not args.no_reconstruct:
         for seed in seeds:
-            for method in (args.recon_methods or RECON_METHODS):
+            recon_methods = args.recon_methods or RECON_METHODS
+            if recon_methods == ["all"]:  # every obfuscation of the re-identification tables
+                recon_methods = [m for m in METHODS if m != "none"]
+            for method in recon_methods:
                 cells.append({"attack": "reconstruct", "protocol": args.recon_protocol, "method": method,
                               "seed": seed, "arch": "mcpherson2016", "unet_base": args.unet_base})
     if args.resnet and not args.recon_only:
@@ -416,7 +419,8 @@ def main(argv=None) -> None:
     r.add_argument("--no-reconstruct", action="store_true")
     r.add_argument("--recon-only", action="store_true", help="only the reconstruction cells")
     r.add_argument("--recon-protocol", default="yaleb-48/12", choices=list(PROTOCOLS))
-    r.add_argument("--recon-methods", nargs="*", default=None)
+    r.add_argument("--recon-methods", nargs="*", default=None,
+                   help="default: the nine of RECON_METHODS; 'all': every method of the re-identification grid")
     r.add_argument("--unet-base", type=int, default=32)
     r.add_argument("--compact", action="store_true", help="leave method_describe out of the rows")
     r.add_argument("--threads", type=int, default=2)

@@ -28,6 +28,12 @@ def test_protocols_run_in_the_order_given():
     assert order == ["yaleb-48/12", "yaleb-8/2"]
 
 
+def test_recon_methods_all_means_every_obfuscation_of_the_grid():
+    args = _run_args("--recon-only", "--seeds", "0", "--recon-methods", "all")
+    methods = [c["method"] for c in reid_grid.build_cells(args)]
+    assert sorted(methods) == sorted(m for m in reid_grid.METHODS if m != "none") and len(methods) == 17
+
+
 def _recon_row(method, seed, restored, protocol="yaleb-48/12"):
     return {"attack": "reconstruct", "protocol": protocol, "grid_method": method, "seed": seed,
             "arch": "mcpherson2016", "unet_cfg": {"base": 32, "epochs": 30}, "n_train": 10, "n_test": 4,
