@@ -41,6 +41,7 @@ def test_grid_expands_brackets_and_orders_cells(tmp_path):
 
 def test_class_order_real_first_then_sorted(tmp_path):
     raw = base_spec(tmp_path)
+    raw["data"]["size"] = 32  # the GAN zoo trains at 32, 64 or 128 px
     raw["data"]["sources"] = {"zeta": str(tmp_path / "fakes"), "real": {"synthetic": {}},
                               "alpha": {"gan": {"arch": "dcgan", "steps": 5}}}
     spec = validate_spec(raw)
@@ -73,6 +74,9 @@ def test_relative_paths_resolve_against_base_dir(tmp_path):
         (lambda r: r["classifier"].update(widht=3), "no option(s) ['widht']"),
         (lambda r: r["classifier"].update(amp="fp16"), "amp"),
         (lambda r: r["data"].update(size=7), "must be >= 8"),
+        # yu2019 takes 48 px, the GAN zoo does not: refused before the real data are decoded for it
+        (lambda r: (r["data"].update(size=48), r["data"]["sources"].update(fake={"gan": {"arch": "dcgan", "steps": 5}})),
+         "cannot train at it"),
         (lambda r: (r["classifier"].update(keep_best=True), r["data"]["per_class"].update(val=0)), "keep_best"),
         (lambda r: r.update(obfuscations=["pixelate:b=[0,2]"]), "obfuscations[0]"),
         (lambda r: r.update(obfuscations=["nosuchmethod"]), "obfuscations[0]"),

@@ -388,6 +388,14 @@ def _validate_data(data: dict, base: Path) -> dict:
         sources[name] = normalise_source(src, f"data.sources.{name}", base)
     if sources[REAL_CLASS]["kind"] in ("gan", "gan_run"):
         raise SpecError(f"data.sources.{REAL_CLASS}: the real class cannot be a GAN")
+    gan_sources = [name for name, src in sources.items() if src["kind"] == "gan"]
+    if gan_sources:  # refused here, not after the real data has been decoded for the GAN's training
+        from privattrib.gans.registry import check_size
+
+        try:
+            check_size(size)
+        except ValueError as exc:
+            raise SpecError(f"data.size: the GAN source(s) {gan_sources} cannot train at it: {exc}") from None
     per_class_raw = _require(data, "per_class", dict, "data.per_class")
     unknown = set(per_class_raw) - {"train", "val", "test"}
     if unknown:
