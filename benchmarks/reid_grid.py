@@ -285,16 +285,19 @@ def run(args) -> None:
 
 # --------------------------------------------------------------------------- tables
 def load_rows(out: Path) -> list[dict]:
-    """Every row of ``out``'s rows-*.jsonl files, each cell once (the last row written for a key
-    wins): files returned by several calls of one lease overlap."""
+    """Every row of ``out``'s rows-*.jsonl files, each cell once: files returned by several calls of
+    one lease overlap. A finished row beats a failed one for the same cell (as in ``done_keys``);
+    otherwise the first one read is kept (files by name, rows in order)."""
     rows: dict[str, dict] = {}
-    for path in sorted(out.glob("rows-*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name)):
+    for path in sorted(out.glob("rows-*.jsonl")):
         for line in path.read_text().splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            rows[row.get("cell_key") or f"no-key-{len(rows)}"] = row
+            key = row.get("cell_key") or f"no-key-{len(rows)}"
+            if key not in rows or ("error" in rows[key] and "error" not in row):
+                rows[key] = row
     return list(rows.values())
 
 
@@ -368,7 +371,7 @@ def table(args) -> None:
         lines.append("| method | seeds | PSNR obf. | PSNR restored | SSIM obf. | SSIM restored | re-id clean | "
                      "re-id obf. | re-id restored |")
         lines.append("|---|---|---|---|---|---|---|---|---|")
-        present = [m for m in RECON_METHODS + DISPLAY if any(r.get("grid_method") == m for r in recon)]
+        present = [m for m in DISPLAY + RECON_METHODS if any(r.get("grid_method") == m for r in recon)]
         for method in dict.fromkeys(present):
             m = [r for r in recon if r.get("grid_method") == method]
 

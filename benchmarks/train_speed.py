@@ -88,7 +88,7 @@ def profile(args: argparse.Namespace, device: torch.device, amp: bool, compiled:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--size", type=int, default=128, help="image side (power of two >= 8)")
+    parser.add_argument("--size", type=int, default=128, help="image side (>= 8)")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=None, help="steps per epoch (default 40 on CUDA, 3 on CPU)")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs after one warm-up epoch")

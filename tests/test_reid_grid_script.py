@@ -95,3 +95,13 @@ def test_shards_starting_together_never_read_a_half_written_sets_file(tmp_path):
     for t in threads:
         t.join()
     assert not errors, errors[:3]
+
+
+def test_a_finished_row_beats_a_failed_one_for_the_same_cell(tmp_path, capsys):
+    good = {**_recon_row("pixelate:b=8", 0, 0.5), "cell_key": "k"}
+    failed = {"attack": "reconstruct", "error": "RuntimeError('out of memory')", "cell_key": "k", "seed": 0}
+    (tmp_path / "rows-a.jsonl").write_text(json.dumps(failed) + "\n" + json.dumps(good) + "\n")
+    (tmp_path / "rows-b.jsonl").write_text(json.dumps(failed) + "\n")  # a copy of the first attempt
+    reid_grid.main(["table", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| `pixelate:b=8` | 0 |" in out and "FAILED" not in out and "\n1 rows," in out
