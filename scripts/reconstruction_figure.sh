@@ -3,19 +3,22 @@
 # reconstruction attack (`privattrib attack reconstruct --grid`) for blur and for DP-Pix, on
 # privattrib's synthetic identity set. Grids from Yale B or CelebA cannot be committed (their terms
 # forbid sharing derived images); the same command makes them locally (docs/results-attacks.md).
-# The two attacks run side by side, one thread each: 17 min 51 s on the 2-core machine, half of it
-# beside two other jobs (2026-11-27).
+# The three attacks run side by side, one thread each: 15 min 48 s on the 2-core machine (2026-11-27).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PA=.venv/bin/privattrib
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-specs=("blur:k=15" "dp-pix:b=8,m=1,epsilon=1")
+# DP-Pix twice: m = 1 adds about 4 grey levels of noise a cell at b = 8 (255 m / (b^2 epsilon)),
+# m = 16 about 64
+specs=("blur:k=15" "dp-pix:b=8,m=1,epsilon=1" "dp-pix:b=8,m=16,epsilon=1")
+pids=()
 for i in "${!specs[@]}"; do
     OMP_NUM_THREADS=1 "$PA" attack reconstruct --data synthetic:n_identities=40,per_identity=10 \
         --method "${specs[$i]}" --size 64 --seed 0 --grid "$work/grid$i.png" --json > "$work/result$i.json" &
+    pids+=($!)
 done
-wait
+for pid in "${pids[@]}"; do wait "$pid"; done  # set -e: a failed attack stops the script here
 .venv/bin/python - "$work" "${specs[@]}" <<'PY'
 import json
 import sys
