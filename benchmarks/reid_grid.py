@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -193,6 +192,8 @@ def check_sets(out: Path, sets_dir: Path) -> None:
     """Refuse to mix rows of different prepared sets in one --out: the cell keys do not include
     the sets (rows made at 32 px would count as done for a 96 px run with the same tag). A set file
     added since is fine; one that changed size, or another sets folder, is refused."""
+    from privattrib.common import atomic_write_text
+
     now = {p.name: p.stat().st_size for p in sorted(sets_dir.glob("*.npz"))}
     path = out / "sets.json"
     old = json.loads(path.read_text()) if path.is_file() else {"sets": str(sets_dir.resolve()), "files": {}}
@@ -201,10 +202,7 @@ def check_sets(out: Path, sets_dir: Path) -> None:
         raise SystemExit(f"{out} holds rows made from the sets {old['sets']} {old['files']}, not "
                          f"{sets_dir.resolve()} {now}: use another --out")
     # shards start together on one --out: a plain write could be read half-written by another
-    fd, tmp = tempfile.mkstemp(dir=out, prefix="sets.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps({"sets": old["sets"], "files": {**old["files"], **now}}, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps({"sets": old["sets"], "files": {**old["files"], **now}}, indent=1))
 
 
 def done_keys(out: Path) -> set[str]:
@@ -357,14 +355,14 @@ def table(args) -> None:
         seeds = sorted({r["seed"] for r in sub})
         lines.append(f"\nTop-1 accuracy in %: mean ± sample std over the seeds run for that cell (seeds {seeds} "
                      "in this protocol; a single value = one seed).")
-    recon_rows = [r for r in rows if r.get("attack") == "reconstruct"]
     # one table per protocol and U-Net budget: rows of different splits must not be averaged together
-    groups = dict.fromkeys((r["protocol"], r["unet_cfg"]["base"], r["unet_cfg"]["epochs"]) for r in recon_rows)
-    for protocol, base, epochs in groups:
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r.get("attack") == "reconstruct":
+            groups.setdefault((r["protocol"], r["unet_cfg"]["base"], r["unet_cfg"]["epochs"]), []).append(r)
+    for (protocol, base, epochs), recon in groups.items():
         if args.protocol and protocol not in args.protocol:
             continue
-        recon = [r for r in recon_rows if (r["protocol"], r["unet_cfg"]["base"], r["unet_cfg"]["epochs"])
-                 == (protocol, base, epochs)]
         first = recon[0]
         lines.append(f"\n#### Reconstruction (U-Net, base {base}, {epochs} epochs), {protocol}: "
                      f"{first['n_train']} training pairs, {first['n_test']} test images, {first['image_shape'][1]} px\n")
