@@ -169,3 +169,40 @@ def test_device_side_input_scaling_flips_and_layout():
     torch.testing.assert_close(y[0], x[0].flip(-1).float() / 127.5 - 1)
     torch.testing.assert_close(y[1], x[1].float() / 127.5 - 1)
     assert float(_to_input(torch.tensor([[[[0, 255]]]], dtype=torch.uint8), None, False).min()) == -1.0
+
+
+def test_batch_transform_sees_every_image_once_per_epoch_and_changes_what_is_learned():
+    x, y = fingerprinted(40, 2, 16, 20.0, seed=0)
+    seen: list[tuple[int, list[int]]] = []
+
+    def record(batch, labels, index, epoch, model):
+        assert batch.dtype == torch.uint8 and model.training
+        assert torch.equal(labels, torch.from_numpy(y)[index])  # labels of the same rows
+        assert torch.equal(batch, torch.from_numpy(x)[index])  # before flips
+        seen.append((epoch, index.tolist()))
+        return batch
+
+    config = TrainConfig(epochs=2, batch_size=16, device="cpu")
+    plain = train_classifier(make_classifier("dct", num_classes=2, image_size=16, seed=0), x, y, config,
+                             progress=False)
+    same = train_classifier(make_classifier("dct", num_classes=2, image_size=16, seed=0), x, y, config,
+                            progress=False, batch_transform=record)
+    assert [h["loss"] for h in same.history] == [h["loss"] for h in plain.history]  # identity: no change
+    for epoch in (1, 2):
+        rows = sorted(i for e, index in seen if e == epoch for i in index)
+        assert rows == list(range(40))
+
+    def blank(batch, labels, index, epoch, model):
+        return torch.zeros_like(batch)  # nothing left to learn from
+
+    blanked = train_classifier(make_classifier("dct", num_classes=2, image_size=16, seed=0), x, y, config,
+                               progress=False, batch_transform=blank)
+    assert blanked.history[-1]["accuracy"] <= 0.6 < plain.history[-1]["accuracy"]
+
+
+def test_batch_transform_must_keep_the_batch_form():
+    x, y = fingerprinted(16, 2, 16, 20.0, seed=0)
+    model = make_classifier("dct", num_classes=2, image_size=16, seed=0)
+    with pytest.raises(ValueError, match="uint8 batch of shape"):
+        train_classifier(model, x, y, TrainConfig(epochs=1, device="cpu"), progress=False,
+                         batch_transform=lambda b, *_: b.float())

@@ -28,7 +28,7 @@ import time
 import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ from torch import nn
 
 from privattrib.common import resolve_device
 
-__all__ = ["TrainConfig", "TrainResult", "train_classifier", "predict", "evaluate_logits", "as_uint8_tensor"]
+__all__ = ["TrainConfig", "TrainResult", "BatchTransform", "train_classifier", "predict", "evaluate_logits", "as_uint8_tensor"]
 
 _DEVICE_FRACTION = 0.25  # images go to the GPU when they need at most this share of free memory
 
@@ -249,6 +249,27 @@ class _Progress:
             self._progress.remove_task(self._task)
 
 
+#: ``batch_transform(batch, labels, index, epoch, model) -> batch``: called on every training batch
+#: before flips and scaling. ``batch`` is uint8 B x C x H x W on the training device, ``index`` the
+#: batch's rows in the training set (on the device of the images), ``epoch`` counts from 1 and
+#: ``model`` is the model being trained (in train mode). It returns a uint8 batch of the same shape:
+#: e.g. noise drawn afresh every epoch, or adversarial examples against the current weights.
+BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, nn.Module], torch.Tensor]
+
+
+@dataclass
+class _Setup:
+    """What :func:`train_classifier` resolved before its first step."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    on_device: bool
+    images: torch.Tensor  # uint8 N x C x H x W, on the device when ``on_device``
+    labels: torch.Tensor  # int64 N, on the device
+    val: tuple[torch.Tensor, torch.Tensor] | None
+
+
 def train_classifier(
     model: nn.Module,
     images: np.ndarray | torch.Tensor,
@@ -257,6 +278,7 @@ def train_classifier(
     val: tuple[Any, Any] | None = None,
     progress: Any = True,
     description: str = "train",
+    batch_transform: BatchTransform | None = None,
 ) -> TrainResult:
     """Train ``model`` with softmax cross-entropy on uint8 images.
 
@@ -266,16 +288,80 @@ def train_classifier(
         images: uint8 N x C x H x W (numpy, memory map or tensor on any device).
         labels: N class indices in [0, K).
         config: training options (defaults: :class:`TrainConfig`).
-        val: optional ``(images, labels)`` evaluated after every epoch.
+        val: optional ``(images, labels)`` evaluated after every epoch (never transformed).
         progress: ``True`` for a progress bar, ``False`` for none, or a started
             ``rich.progress.Progress`` to add a task to (e.g. the experiment runner's display).
         description: label of the progress task.
+        batch_transform: optional :data:`BatchTransform` applied to every training batch.
 
     Returns:
         :class:`TrainResult`; the model is trained in place and left in eval mode on the device.
     """
     config = config or TrainConfig()
     start_time = time.perf_counter()
+    setup = _prepare(model, images, labels, val, config)
+    n = len(setup.images)
+    # dynamic=False: the one short last batch gets its own static graph instead of turning every
+    # step into a dynamic-shape graph.
+    step_model = (torch.compile(model, dynamic=False, mode=config.compile_mode) if config.compile
+                  else model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.betas, eps=config.eps,
+                                 weight_decay=config.weight_decay,
+                                 **({"fused": True} if setup.device.type == "cuda" else {}))
+    generator = torch.Generator().manual_seed(int(config.seed))
+    history: list[dict[str, float]] = []
+    best = (-1.0, 0, None)  # (val accuracy, epoch, state)
+
+    # Dropout and other in-model randomness draw from torch's global RNG: seed it from the config
+    # (restored afterwards) so a run does not depend on what the process did before, e.g. on
+    # which cells a resumed grid skipped.
+    device = setup.device
+    rng_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=rng_devices), \
+            _Progress(progress, config.epochs * math.ceil(n / config.batch_size), description) as bar:
+        torch.manual_seed((int(config.seed) * 0x9E3779B1 + 0x7F4A7C15) % 2**63)
+        for epoch in range(1, config.epochs + 1):
+            epoch_start = time.perf_counter()
+            loss_sum, correct = _train_epoch(model, step_model, optimizer, setup, config, generator, epoch,
+                                             batch_transform, bar)
+            train_loss = float(loss_sum) / n  # the one host sync of the epoch
+            if not math.isfinite(train_loss):
+                raise RuntimeError(
+                    f"training diverged at epoch {epoch} (loss {train_loss}); lower lr (now {config.lr})"
+                )
+            seconds = time.perf_counter() - epoch_start
+            record = {"epoch": epoch, "loss": train_loss, "accuracy": int(correct) / n,
+                      "seconds": seconds, "images_per_second": n / seconds}
+            if setup.val is not None:
+                record.update(_validate(model, setup, config))
+                if config.keep_best and record["val_accuracy"] > best[0]:
+                    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    best = (record["val_accuracy"], epoch, state)
+            history.append(record)
+            bar.advance(0, _epoch_info(record))
+
+    best_epoch = config.epochs
+    if config.keep_best and best[2] is not None:
+        model.load_state_dict(best[2])
+        best_epoch = best[1]
+    model.eval()
+    resolved = {
+        **config.to_dict(),
+        "resolved_device": str(device),
+        "resolved_amp": "bf16" if setup.amp_dtype is not None else "off",
+        "resolved_channels_last": setup.channels_last,
+        "resolved_data_on_device": setup.on_device,
+    }
+    return TrainResult(model=model, history=history, config=resolved,
+                       seconds=time.perf_counter() - start_time, best_epoch=best_epoch)
+
+
+def _prepare(model: nn.Module, images: Any, labels: Any, val: tuple[Any, Any] | None,
+             config: TrainConfig) -> _Setup:
+    """Check the inputs, resolve device, precision and layout, move data and model to the device,
+    and fit the model's input statistics where it has any."""
     images_t = as_uint8_tensor(images)
     n = len(images_t)
     if n == 0:
@@ -284,6 +370,8 @@ def train_classifier(
     num_classes = getattr(model, "classifier_config", {}).get("num_classes")
     if num_classes is not None and int(labels_t.max()) >= num_classes:
         raise ValueError(f"label {int(labels_t.max())} out of range for a {num_classes}-class model")
+    if config.keep_best and val is None:
+        raise ValueError("keep_best needs validation data")
     device = resolve_device(config.device)
     amp_dtype = _resolve_amp(config.amp, device)
     channels_last = device.type == "cuda" if config.channels_last == "auto" else bool(config.channels_last)
@@ -291,17 +379,13 @@ def train_classifier(
         on_device = _fits_on_device(images_t.numel(), device)
     else:
         on_device = bool(config.data_on_device)
-    if config.keep_best and val is None:
-        raise ValueError("keep_best needs validation data")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
     images_t = images_t.to(device) if on_device else images_t
-    labels_t = labels_t.to(device)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-
     fit = getattr(model, "fit_statistics", None)
     if callable(fit):
         fitted = bool(getattr(model, "statistics_fitted", False))
@@ -316,89 +400,67 @@ def train_classifier(
             if on_device and _fits_on_device(val_images.numel(), device):
                 val_images = val_images.to(device)
             val_t = (val_images, val_labels.to(device))
+    return _Setup(device=device, amp_dtype=amp_dtype, channels_last=channels_last, on_device=on_device,
+                  images=images_t, labels=labels_t.to(device), val=val_t)
 
-    # dynamic=False: the one short last batch gets its own static graph instead of turning every
-    # step into a dynamic-shape graph.
-    step_model = (torch.compile(model, dynamic=False, mode=config.compile_mode) if config.compile
-                  else model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.betas, eps=config.eps,
-                                 weight_decay=config.weight_decay,
-                                 **({"fused": True} if device.type == "cuda" else {}))
-    generator = torch.Generator().manual_seed(int(config.seed))
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    history: list[dict[str, float]] = []
-    best = (-1.0, 0, None)  # (val accuracy, epoch, state)
 
-    # Dropout and other in-model randomness draw from torch's global RNG: seed it from the config
-    # (restored afterwards) so a run does not depend on what the process did before, e.g. on
-    # which cells a resumed grid skipped.
-    rng_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices), \
-            _Progress(progress, config.epochs * steps_per_epoch, description) as bar:
-        torch.manual_seed((int(config.seed) * 0x9E3779B1 + 0x7F4A7C15) % 2**63)
-        for epoch in range(1, config.epochs + 1):
-            epoch_start = time.perf_counter()
-            model.train()
-            perm = torch.randperm(n, generator=generator)
-            flips = torch.rand(n, generator=generator) < 0.5 if config.hflip else None
-            index_device = images_t.device
-            perm_d = perm.to(index_device)
-            flips_d = flips.to(device) if flips is not None else None
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            for start in range(0, n, config.batch_size):
-                idx = perm_d[start:start + config.batch_size]
-                x_u8 = _gather(images_t, idx, device)
-                y = labels_t[idx.to(device)] if idx.device != device else labels_t[idx]
-                flip = flips_d[start:start + config.batch_size] if flips_d is not None else None
-                x = _to_input(x_u8, flip, channels_last)
-                with _autocast(device, amp_dtype):
-                    logits = step_model(x)
-                loss = F.cross_entropy(logits.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.detach() * len(y)
-                correct += (logits.detach().argmax(1) == y).sum()
-                bar.advance()
-            train_loss = float(loss_sum) / n  # the one host sync of the epoch
-            if not math.isfinite(train_loss):
-                raise RuntimeError(
-                    f"training diverged at epoch {epoch} (loss {train_loss}); lower lr (now {config.lr})"
-                )
-            seconds = time.perf_counter() - epoch_start
-            record = {"epoch": epoch, "loss": train_loss, "accuracy": int(correct) / n,
-                      "seconds": seconds, "images_per_second": n / seconds}
-            if val_t is not None:
-                val_logits = evaluate_logits(model, val_t[0], config.eval_batch_size, device, amp_dtype,
-                                             channels_last)
-                record["val_loss"] = float(F.cross_entropy(val_logits, val_t[1]))
-                record["val_accuracy"] = float((val_logits.argmax(1) == val_t[1]).float().mean())
-                if config.keep_best and record["val_accuracy"] > best[0]:
-                    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    best = (record["val_accuracy"], epoch, state)
-            history.append(record)
-            info = f"loss {train_loss:.3f} acc {record['accuracy']:.3f}"
-            if "val_accuracy" in record:
-                info += f" val {record['val_accuracy']:.3f}"
-            bar.advance(0, info)
+def _train_epoch(model: nn.Module, step_model: nn.Module, optimizer: torch.optim.Optimizer, setup: _Setup,
+                 config: TrainConfig, generator: torch.Generator, epoch: int,
+                 batch_transform: BatchTransform | None, bar: "_Progress") -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass over the training set in a seeded order; returns the summed loss and the number of
+    correct predictions as device tensors (read once by the caller)."""
+    device, n = setup.device, len(setup.images)
+    model.train()
+    perm = torch.randperm(n, generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5 if config.hflip else None
+    perm_d = perm.to(setup.images.device)
+    flips_d = flips.to(device) if flips is not None else None
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for start in range(0, n, config.batch_size):
+        idx = perm_d[start:start + config.batch_size]
+        x_u8 = _gather(setup.images, idx, device)
+        y = setup.labels[idx.to(device)] if idx.device != device else setup.labels[idx]
+        if batch_transform is not None:
+            x_u8 = _transformed(batch_transform, x_u8, y, idx, epoch, model)
+        flip = flips_d[start:start + config.batch_size] if flips_d is not None else None
+        x = _to_input(x_u8, flip, setup.channels_last)
+        with _autocast(device, setup.amp_dtype):
+            logits = step_model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        bar.advance()
+    return loss_sum, correct
 
-    best_epoch = config.epochs
-    if config.keep_best and best[2] is not None:
-        model.load_state_dict(best[2])
-        best_epoch = best[1]
-    model.eval()
-    resolved = {
-        **config.to_dict(),
-        "resolved_device": str(device),
-        "resolved_amp": "bf16" if amp_dtype is not None else "off",
-        "resolved_channels_last": channels_last,
-        "resolved_data_on_device": on_device,
-    }
-    return TrainResult(model=model, history=history, config=resolved,
-                       seconds=time.perf_counter() - start_time, best_epoch=best_epoch)
+
+def _transformed(batch_transform: BatchTransform, x_u8: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
+                 epoch: int, model: nn.Module) -> torch.Tensor:
+    """Apply the caller's batch transform and check that it kept the batch's form."""
+    out = batch_transform(x_u8, y, idx, epoch, model)
+    if not isinstance(out, torch.Tensor) or out.dtype != torch.uint8 or out.shape != x_u8.shape:
+        got = f"{out.dtype} {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"batch_transform must return a uint8 batch of shape {tuple(x_u8.shape)}, got {got}")
+    model.train()  # a transform may have evaluated the model (e.g. an adversarial attack)
+    return out.to(x_u8.device)
+
+
+def _validate(model: nn.Module, setup: _Setup, config: TrainConfig) -> dict[str, float]:
+    val_images, val_labels = setup.val
+    logits = evaluate_logits(model, val_images, config.eval_batch_size, setup.device, setup.amp_dtype,
+                             setup.channels_last)
+    return {"val_loss": float(F.cross_entropy(logits, val_labels)),
+            "val_accuracy": float((logits.argmax(1) == val_labels).float().mean())}
+
+
+def _epoch_info(record: dict[str, float]) -> str:
+    info = f"loss {record['loss']:.3f} acc {record['accuracy']:.3f}"
+    if "val_accuracy" in record:
+        info += f" val {record['val_accuracy']:.3f}"
+    return info
 
 
 @torch.no_grad()
