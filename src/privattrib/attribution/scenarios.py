@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -259,6 +260,115 @@ def _utility(originals: torch.Tensor, obfuscated: torch.Tensor) -> dict[str, flo
     return mean_utility(originals, obfuscated)
 
 
+
+@dataclass
+class TrainedModel:
+    """The model a scenario evaluates, with the history and options of the training that made it
+    and the seconds spent training in this cell (0 when loaded from the cache)."""
+
+    model: torch.nn.Module
+    history: list[dict] | None
+    config: dict | None
+    seconds: float
+
+
+def _checked_cell_inputs(train: LabeledImages, val: LabeledImages | None, test: LabeledImages, obfuscation: Any,
+                         scenario: str, real_class: str) -> Any:
+    """Refuse inconsistent splits, an unknown scenario or real class; a spec string becomes a method."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
+    if isinstance(obfuscation, str):
+        from privattrib.obfuscation import make
+
+        obfuscation = make(obfuscation)
+    for name, part in (("val", val), ("test", test)):
+        if part is not None and (part.class_names != train.class_names or part.images.shape[1:] != train.images.shape[1:]):
+            raise ValueError(f"{name} set must have the training set's classes and image shape")
+    if len(train) == 0 or len(test) == 0:
+        raise ValueError("train and test sets must not be empty")
+    if real_class not in train.class_names:
+        raise ValueError(f"real class {real_class!r} is not among the classes {train.class_names}")
+    return obfuscation
+
+
+def _scenario_model(train: LabeledImages, val: LabeledImages | None, obfuscation: Any, scenario: str,
+                    classifier_cfg: dict[str, Any], clean: torch.nn.Module, clean_info: dict[str, Any], seed: int,
+                    ob_seed: int, work_dir: str | os.PathLike, device: str, progress: Any,
+                    save_model: bool) -> TrainedModel:
+    """Train the ``obfuscated-train`` model from scratch, or fine-tune the clean one (``fine-tune``),
+    on the training images obfuscated once."""
+    arch, model_options, train_kwargs, fine_tune = split_classifier_config(classifier_cfg)
+    dev = resolve_device(device)
+    train_obf = obfuscate_images(obfuscation, train.images, train.keys, ob_seed, dev)
+    val_pair = None
+    if val is not None and len(val):
+        val_pair = (obfuscate_images(obfuscation, val.images, val.keys, ob_seed, dev), val.labels)
+    if scenario == "obfuscated-train":
+        model = make_classifier(arch, train.num_classes, train.images.shape[-1], train.images.shape[1],
+                                seed=int(seed), **model_options)
+        config = TrainConfig(**train_kwargs, seed=int(seed), device=device)
+    else:  # fine-tune: from the clean weights, fresh optimiser state
+        model = clone_model(clean)
+        ft_kwargs = dict(train_kwargs)
+        ft_kwargs["epochs"] = int(fine_tune.get("fine_tune_epochs", train_kwargs.get("epochs", TrainConfig.epochs)))
+        ft_kwargs["lr"] = float(fine_tune.get("fine_tune_lr", train_kwargs.get("lr", TrainConfig.lr)))
+        config = TrainConfig(**ft_kwargs, seed=derive_seed(seed, "fine-tune"), device=device)
+    result: TrainResult = train_classifier(model, train_obf, train.labels, config, val=val_pair, progress=progress,
+                                           description=f"{scenario} {getattr(obfuscation, 'spec', '')}")
+    del train_obf
+    if save_model:
+        name = f"{scenario}-{arch}-{stable_hash([getattr(obfuscation, 'spec', None), seed, clean_info['path']], 12)}"
+        save_classifier(result.model, Path(work_dir) / "models" / f"{name}.pt",
+                        extra={"scenario": scenario, "spec": obfuscation.spec, "seed": int(seed),
+                               "train_config": result.config, "history": result.history,
+                               "clean_model": clean_info["path"], "class_names": list(train.class_names)})
+    return TrainedModel(result.model, result.history, result.config, result.seconds)
+
+
+def _mixed_test_images(test: LabeledImages, obfuscation: Any, mask: np.ndarray, ob_seed: int,
+                       dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(originals, mixed): the test images on ``dev``, and a copy whose ``mask`` rows are obfuscated once."""
+    originals = as_uint8_tensor(test.images).to(dev)
+    mixed = originals.clone()
+    index = np.flatnonzero(mask)
+    if not _is_identity(obfuscation) and len(index):
+        index_t = torch.from_numpy(index).to(dev)
+        mixed[index_t] = obfuscate_images(obfuscation, originals.index_select(0, index_t),
+                                          [test.keys[i] for i in index], ob_seed, dev)
+    return originals, mixed
+
+
+def _prediction_figures(labels: np.ndarray, pred: np.ndarray, pred_orig: np.ndarray, mask: np.ndarray,
+                        class_names: list[str], real_class: str) -> dict[str, Any]:
+    """Accuracy, per-class accuracy, confusion matrix, chance and laundering rate of ``pred`` (on
+    the mixed test set) and ``pred_orig`` (the same model on the clean originals)."""
+    from privattrib import metrics
+
+    real_index = class_names.index(real_class)
+    cm = metrics.confusion_matrix(labels, pred, len(class_names))
+    per_class = metrics.per_class_accuracy(cm)
+    chance, chance_rule = _chance(labels, len(class_names))
+    return {
+        "accuracy": metrics.accuracy(labels, pred),
+        "per_class_accuracy": {name: float(per_class[i]) for i, name in enumerate(class_names)},
+        "confusion_matrix": cm.tolist(),
+        "class_names": list(class_names),
+        "laundering_rate": metrics.laundering_rate(labels[mask], pred[mask], real_index),
+        "chance": chance,
+        "chance_rule": chance_rule,
+        "accuracy_obfuscated": metrics.accuracy(labels[mask], pred[mask]),
+        "accuracy_unobfuscated": metrics.accuracy(labels[~mask], pred[~mask]),
+        "accuracy_on_originals": metrics.accuracy(labels, pred_orig),
+        "laundering_rate_on_originals": metrics.laundering_rate(labels, pred_orig, real_index),
+    }
+
+
+def _training_figures(history: list[dict] | None) -> dict[str, Any]:
+    last = (history or [{}])[-1]
+    return {"train_accuracy": last.get("accuracy"), "train_loss": last.get("loss"),
+            "val_accuracy": last.get("val_accuracy")}
+
+
 def run_attribution_cell(
     train: LabeledImages,
     val: LabeledImages | None,
@@ -306,22 +416,9 @@ def run_attribution_cell(
         ``device``, ``obfuscation_seed``, ``train_seconds``, ``wall_seconds``.
     """
     start = time.perf_counter()
-    if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
-    if isinstance(obfuscation, str):
-        from privattrib.obfuscation import make
-
-        obfuscation = make(obfuscation)
-    for name, part in (("val", val), ("test", test)):
-        if part is not None and (part.class_names != train.class_names or part.images.shape[1:] != train.images.shape[1:]):
-            raise ValueError(f"{name} set must have the training set's classes and image shape")
-    if len(train) == 0 or len(test) == 0:
-        raise ValueError("train and test sets must not be empty")
-    if real_class not in train.class_names:
-        raise ValueError(f"real class {real_class!r} is not among the classes {train.class_names}")
-    arch, model_options, train_kwargs, fine_tune = split_classifier_config(classifier_cfg)
+    obfuscation = _checked_cell_inputs(train, val, test, obfuscation, scenario, real_class)
+    arch, _, train_kwargs, _ = split_classifier_config(classifier_cfg)
     dev = resolve_device(device)
-    real_index = train.class_names.index(real_class)
     identity = _is_identity(obfuscation)
     ob_seed = derive_seed(seed, "obfuscation")
 
@@ -329,95 +426,45 @@ def run_attribution_cell(
     clean, clean_info = clean_model(train, val, classifier_cfg, seed, work_dir, device=device, progress=progress)
 
     # 2. The model of this scenario.
-    train_history: list[dict] | None = clean_info["history"]
-    train_config: dict | None = clean_info["train_config"]
-    train_seconds = 0.0 if clean_info["cached"] else float(clean_info["train_seconds"] or 0.0)
-    model = clean
+    trained = TrainedModel(clean, clean_info["history"], clean_info["train_config"],
+                           0.0 if clean_info["cached"] else float(clean_info["train_seconds"] or 0.0))
     if scenario != "clean-train" and not identity:
-        train_obf = obfuscate_images(obfuscation, train.images, train.keys, ob_seed, dev)
-        val_pair = None
-        if val is not None and len(val):
-            val_pair = (obfuscate_images(obfuscation, val.images, val.keys, ob_seed, dev), val.labels)
-        if scenario == "obfuscated-train":
-            model = make_classifier(arch, train.num_classes, train.images.shape[-1], train.images.shape[1],
-                                    seed=int(seed), **model_options)
-            config = TrainConfig(**train_kwargs, seed=int(seed), device=device)
-        else:  # fine-tune: from the clean weights, fresh optimiser state
-            model = clone_model(clean)
-            ft_kwargs = dict(train_kwargs)
-            ft_kwargs["epochs"] = int(fine_tune.get("fine_tune_epochs", train_kwargs.get("epochs", TrainConfig.epochs)))
-            ft_kwargs["lr"] = float(fine_tune.get("fine_tune_lr", train_kwargs.get("lr", TrainConfig.lr)))
-            config = TrainConfig(**ft_kwargs, seed=derive_seed(seed, "fine-tune"), device=device)
-        result: TrainResult = train_classifier(model, train_obf, train.labels, config, val=val_pair,
-                                               progress=progress,
-                                               description=f"{scenario} {getattr(obfuscation, 'spec', '')}")
-        del train_obf
-        model, train_history, train_config = result.model, result.history, result.config
-        train_seconds += result.seconds
-        if save_model:
-            name = f"{scenario}-{arch}-{stable_hash([getattr(obfuscation, 'spec', None), seed, clean_info['path']], 12)}"
-            save_classifier(model, Path(work_dir) / "models" / f"{name}.pt",
-                            extra={"scenario": scenario, "spec": obfuscation.spec, "seed": int(seed),
-                                   "train_config": result.config, "history": result.history,
-                                   "clean_model": clean_info["path"], "class_names": list(train.class_names)})
+        trained = _scenario_model(train, val, obfuscation, scenario, classifier_cfg, clean, clean_info, seed,
+                                  ob_seed, work_dir, device, progress, save_model)
 
     # 3. The test set: a seeded, stratified share of the images obfuscated once.
     labels = np.asarray(test.labels, dtype=np.int64)
     mask = select_obfuscated(labels, obfuscated_fraction, derive_seed(seed, "test-selection"))
-    originals = as_uint8_tensor(test.images).to(dev)
-    mixed = originals.clone()
-    index = np.flatnonzero(mask)
-    if not identity and len(index):
-        index_t = torch.from_numpy(index).to(dev)
-        obf = obfuscate_images(obfuscation, originals.index_select(0, index_t), [test.keys[i] for i in index],
-                               ob_seed, dev)
-        mixed[index_t] = obf
+    originals, mixed = _mixed_test_images(test, obfuscation, mask, ob_seed, dev)
+
+    # 4. Predictions and the row.
     eval_batch = int(train_kwargs.get("eval_batch_size", TrainConfig.eval_batch_size))
     amp = train_kwargs.get("amp", "auto")
-    pred = predict(model, mixed, batch_size=eval_batch, device=dev, amp=amp).argmax(1)
-    pred_orig = predict(model, originals, batch_size=eval_batch, device=dev, amp=amp).argmax(1)
-
-    from privattrib import metrics
-
-    k = train.num_classes
-    cm = metrics.confusion_matrix(labels, pred, k)
-    per_class = metrics.per_class_accuracy(cm)
-    chance, chance_rule = _chance(labels, k)
-    hist_last = (train_history or [{}])[-1]
+    pred = predict(trained.model, mixed, batch_size=eval_batch, device=dev, amp=amp).argmax(1)
+    pred_orig = predict(trained.model, originals, batch_size=eval_batch, device=dev, amp=amp).argmax(1)
+    changed = torch.from_numpy(np.flatnonzero(mask)).to(dev)
     row: dict[str, Any] = {
         "scenario": scenario,
         "method": getattr(obfuscation, "name", "none") if obfuscation is not None else "none",
         "spec": getattr(obfuscation, "spec", "none") if obfuscation is not None else "none",
         "epsilon": getattr(obfuscation, "epsilon", None) if obfuscation is not None else None,
         "seed": int(seed),
-        "accuracy": metrics.accuracy(labels, pred),
-        "per_class_accuracy": {name: float(per_class[i]) for i, name in enumerate(train.class_names)},
-        "confusion_matrix": cm.tolist(),
-        "class_names": list(train.class_names),
-        "laundering_rate": metrics.laundering_rate(labels[mask], pred[mask], real_index),
-        "chance": chance,
-        "chance_rule": chance_rule,
+        **_prediction_figures(labels, pred, pred_orig, mask, train.class_names, real_class),
         "n_train": len(train),
         "n_val": 0 if val is None else len(val),
         "n_test": len(test),
         "n_test_obfuscated": int(mask.sum()),
         "obfuscated_fraction": float(obfuscated_fraction),
-        "accuracy_obfuscated": metrics.accuracy(labels[mask], pred[mask]),
-        "accuracy_unobfuscated": metrics.accuracy(labels[~mask], pred[~mask]),
-        "accuracy_on_originals": metrics.accuracy(labels, pred_orig),
-        "laundering_rate_on_originals": metrics.laundering_rate(labels, pred_orig, real_index),
-        **_utility(originals[torch.from_numpy(index).to(dev)], mixed[torch.from_numpy(index).to(dev)]),
-        "train_accuracy": hist_last.get("accuracy"),
-        "train_loss": hist_last.get("loss"),
-        "val_accuracy": hist_last.get("val_accuracy"),
+        **_utility(originals[changed], mixed[changed]),
+        **_training_figures(trained.history),
         "clean_model_cached": bool(clean_info["cached"]),
         "clean_model_path": clean_info["path"],
         "classifier": arch,
-        "classifier_options": dict(getattr(model, "classifier_config", {})),
-        "train_config": train_config,
+        "classifier_options": dict(getattr(trained.model, "classifier_config", {})),
+        "train_config": trained.config,
         "device": str(dev),
         "obfuscation_seed": ob_seed,
-        "train_seconds": train_seconds,
+        "train_seconds": trained.seconds,
         "wall_seconds": time.perf_counter() - start,
     }
     if identity:
