@@ -22,12 +22,10 @@ def fresh_governor(monkeypatch):
 
 def test_other_processes_time_is_total_busy_minus_our_own():
     a = CpuSample(at=0.0, busy_normal=100.0, busy_niced=50.0, own=10.0)
-    # 2 s: all processes used 3.6 CPU-seconds, we used 2.0 of them -> others held 0.8 cores
+    # 2 s: all processes used 3.6 + 1.0 (niced) CPU-seconds, we used 2.0 of them -> others held 1.3 cores
     b = CpuSample(at=2.0, busy_normal=103.6, busy_niced=51.0, own=12.0)
-    assert cores_held_by_others(a, b, own_niced=False) == pytest.approx(0.8)
-    # a niced process of ours competes with other niced work as an equal: count it too
-    assert cores_held_by_others(a, b, own_niced=True) == pytest.approx(1.3)
-    assert cores_held_by_others(b, b, own_niced=False) == 0.0
+    assert cores_held_by_others(a, b) == pytest.approx(1.3)
+    assert cores_held_by_others(b, b) == 0.0
 
 
 def test_proc_stat_is_parsed(tmp_path):
