@@ -440,8 +440,8 @@ def load_attributor(model: str | os.PathLike, device: str = "auto", *, progress:
         model: a checkpoint written by ``privattrib train-attributor``; a classifier checkpoint
             written by ``privattrib run`` (``OUTDIR/models/clean-models/*.pt`` or a scenario model
             ``OUTDIR/models/*.pt``), which is uncalibrated (T = 1); an experiment OUTDIR (its clean
-            model of the lowest seed); or ``"demo"`` (trains the demo model on first use, about a
-            minute on 2 CPU cores, then reuses it from the cache).
+            model of the lowest seed); or ``"demo"`` (trains the demo model on first use, one to two
+            minutes of CPU time, then reuses it from the cache).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         progress: progress bars while the demo model trains.
 
