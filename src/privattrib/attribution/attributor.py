@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from privattrib.attribution.inference import ATTRIBUTOR_FORMAT
+from privattrib.attribution.inference import ATTRIBUTOR_FORMAT, resolved_source, training_crop
 
 __all__ = ["AttributorTraining", "train_attributor", "fake_source", "demo_attributor_path", "demo_recipe",
            "DEFAULT_CLASSIFIER"]
@@ -175,7 +175,7 @@ def _per_class(loaded: dict, per_class: int | Mapping | None, val_fraction: floa
 def _scope(spec, counts: dict, demo: bool) -> str:
     from privattrib.experiments.sources import _describe
 
-    sources = spec.data["sources"]
+    sources = {name: resolved_source(src) for name, src in spec.data["sources"].items()}
     described = "; ".join(f"{name} = {_describe(sources[name])}" for name in spec.class_names)
     size = spec.data["size"]
     zoo = any(src["kind"] == "gan" for src in sources.values())
@@ -191,15 +191,9 @@ def _scope(spec, counts: dict, demo: bool) -> str:
 
 def _preprocess_block(spec) -> dict:
     real = spec.data["sources"]["real"]
-    kind = real["kind"]
-    if kind == "auto":
-        from privattrib.data.sources import detect_kind
-
-        kind = detect_kind(real["path"])
-    crop = (real.get("options") or {}).get("crop") or ("yu2019" if kind == "celeba" else "center")
-    return {"size": [spec.data["size"]] * 2, "channels": spec.data["channels"], "crop": crop, "jpeg_draft": True,
-            "resize": "Pillow bicubic, antialiased (privattrib.data.preprocess.prepare)",
-            "real_source_kind": kind}
+    return {"size": [spec.data["size"]] * 2, "channels": spec.data["channels"], "crop": training_crop(real),
+            "jpeg_draft": True, "resize": "Pillow bicubic, antialiased (privattrib.data.preprocess.prepare)",
+            "real_source_kind": resolved_source(real)["kind"]}
 
 
 @contextlib.contextmanager
