@@ -176,8 +176,8 @@ class Attributor:
         if (height, width) != (s, s):
             resized_from = (height, width)
             if crop == "yu2019":
-                notes.append(f"cropped 128 x 128 around (89, 121), Yu et al.'s crop of aligned CelebA images "
-                             f"(as the real training images were), then resized {width}x{height} -> {s}x{s}")
+                notes.append(f"cropped 128x128 around (89, 121) of the {width}x{height} image, Yu et al.'s crop of "
+                             f"aligned CelebA images (as the real training images were), then resized to {s}x{s}")
             else:
                 side = min(height, width)
                 how = f"centre-cropped to {side}x{side}, then resized" if height != width else "resized"
