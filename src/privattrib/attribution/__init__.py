@@ -3,6 +3,10 @@ change the answer? (DESIGN.md section 3.)
 
 - :mod:`privattrib.attribution.models`: the classifier registry (``yu2019``, ``resnet18``, ``dct``).
 - :mod:`privattrib.attribution.scenarios`: one grid cell (method, scenario, seed) -> results row.
+- :mod:`privattrib.attribution.inference`: apply a trained classifier to new images
+  (``load_attributor``, ``Attributor.predict``), the API of ``privattrib attribute`` and the web page.
+- :mod:`privattrib.attribution.attributor`: train, calibrate and evaluate one classifier for that
+  (``privattrib train-attributor``); :mod:`privattrib.attribution.calibration`: temperature scaling, ECE.
 - The training loop itself is :mod:`privattrib.training` (shared with re-identification).
 
 Names are imported lazily so that ``import privattrib.attribution`` stays cheap.
@@ -20,6 +24,11 @@ _EXPORTS = {
     "load_classifier": "privattrib.attribution.models",
     "run_attribution_cell": "privattrib.attribution.scenarios",
     "SCENARIOS": "privattrib.attribution.scenarios",
+    "Attribution": "privattrib.attribution.inference",
+    "Attributor": "privattrib.attribution.inference",
+    "AttributorError": "privattrib.attribution.inference",
+    "load_attributor": "privattrib.attribution.inference",
+    "train_attributor": "privattrib.attribution.attributor",
 }
 
 __all__ = sorted(_EXPORTS)

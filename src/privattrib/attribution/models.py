@@ -54,6 +54,7 @@ __all__ = [
     "classifier_options",
     "save_classifier",
     "load_classifier",
+    "classifier_from_checkpoint",
     "EqualizedConv2d",
     "EqualizedLinear",
     "Yu2019Classifier",
@@ -200,12 +201,18 @@ def save_classifier(model: nn.Module, path: str | Path, extra: dict | None = Non
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a classifier written by :func:`save_classifier`, weights loaded, on ``device``."""
     blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+    return classifier_from_checkpoint(blob).to(device)
+
+
+def classifier_from_checkpoint(blob: dict) -> nn.Module:
+    """The classifier of a checkpoint already read with ``torch.load`` (on the CPU), for a caller
+    that also reads the checkpoint's ``extra``."""
     config = dict(blob["config"])
     name = config.pop("arch")
     base = {k: config.pop(k) for k in _BASE_ARGS}
     model = make_classifier(name, **base, **config)
     model.load_state_dict(blob["state_dict"])
-    return model.to(device)
+    return model
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,20 +27,19 @@ Protocol details that matter for honest numbers:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from privattrib.attribution.models import load_classifier, make_classifier, save_classifier
-from privattrib.common import resolve_device, stable_hash
+from privattrib.common import file_lock, resolve_device, stable_hash
 from privattrib.data.dataset import LabeledImages
 from privattrib.threads import fit_threads
 from privattrib.training import TrainConfig, TrainResult, as_uint8_tensor, clone_model, predict, train_classifier
@@ -126,23 +125,6 @@ def _data_fingerprint(data: LabeledImages) -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock (released by the kernel if the holder dies, even by SIGKILL)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: atomic renames still keep files whole
-        yield
-        return
-    with open(path, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def clean_model(
     train: LabeledImages,
     val: LabeledImages | None,
@@ -173,7 +155,7 @@ def clean_model(
     directory = Path(work_dir) / "clean-models"
     path = directory / f"{arch}-{key}.pt"
     resolved_device = resolve_device(device)
-    with _file_lock(directory / f"{arch}-{key}.lock"):
+    with file_lock(directory / f"{arch}-{key}.lock"):
         if path.exists():
             model = load_classifier(path, resolved_device)
             # The checkpoint is the unit of atomicity: a kill between its rename and the sidecar's

@@ -126,7 +126,37 @@ def prepare(path: str | os.PathLike, prep: Preprocess) -> np.ndarray:
     Raises:
         BadImageError: the file is unusable (or, with ``exact_size``, has another size).
     """
-    im = open_image(path, max_pixels=prep.max_pixels)
+    return prepare_image(open_image(path, max_pixels=prep.max_pixels), path, prep)
+
+
+def prepare_array(pixels: np.ndarray, prep: Preprocess, name: str = "<array>") -> np.ndarray:
+    """The cache's crop and resize applied to pixels already in memory (an upload, a test array).
+
+    Args:
+        pixels: uint8 H x W (grey), H x W x 1, x 2 (grey + alpha), x 3 (RGB) or x 4 (RGBA); alpha
+            is flattened onto black as :func:`privattrib.data.io.load_image` does.
+        prep: as for :func:`prepare` (no reduced-scale JPEG decoding: the pixels are decoded already).
+        name: what error messages call the array.
+
+    Returns:
+        uint8 array C x H x W, exactly as :func:`prepare` would make it from a lossless file of
+        these pixels.
+    """
+    arr = np.asarray(pixels)
+    if arr.dtype != np.uint8:
+        raise BadImageError(name, f"pixels must be uint8, got {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (2, 3, 4))) or min(arr.shape[:2]) < 1:
+        raise BadImageError(name, f"pixels must be H x W or H x W x C with C in 1-4, got shape {arr.shape}")
+    # Pillow reads the mode from the shape: L, LA, RGB or RGBA
+    return prepare_image(Image.fromarray(np.ascontiguousarray(arr)), name, prep)
+
+
+def prepare_image(im: Image.Image, path: str | os.PathLike, prep: Preprocess) -> np.ndarray:
+    """:func:`prepare` for an image Pillow has opened but not decoded (as ``open_image`` returns
+    it), so a caller that reads the header first (its size and mode) does not open the file twice.
+    ``path`` only names the image in errors."""
     rotated, swaps = _orientation_swaps(im)
     w, h = im.size
     if swaps:
@@ -175,14 +205,22 @@ def probe(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tupl
         BadImageError: not an image, or over ``max_pixels``.
     """
     im = open_image(path, max_pixels=max_pixels)
+    h, w = oriented_size(im)
+    return h, w, 1 if is_grey(im) else 3
+
+
+def oriented_size(im: Image.Image) -> tuple[int, int]:
+    """(H, W) of an opened image as a viewer shows it (after EXIF orientation), from its header."""
     _, swaps = _orientation_swaps(im)
     w, h = im.size
-    if swaps:
-        w, h = h, w
-    grey = im.mode in ("1", "L", "LA", "La", "I", "F") or im.mode.startswith("I;16")
+    return (w, h) if swaps else (h, w)
+
+
+def is_grey(im: Image.Image) -> bool:
+    """Whether an opened image decodes to one channel (grey modes, or a palette of greys)."""
     if im.mode == "P":
         try:
-            grey = all(r == g == b for r, g, b in zip(*[iter(im.getpalette() or [])] * 3))
+            return all(r == g == b for r, g, b in zip(*[iter(im.getpalette() or [])] * 3))
         except Exception:
-            grey = False
-    return h, w, 1 if grey else 3
+            return False
+    return im.mode in ("1", "L", "LA", "La", "I", "F") or im.mode.startswith("I;16")

@@ -190,19 +190,63 @@ def confusion_grid(rows: list[dict], method: str, class_names: list[str]) -> byt
             if e is None:
                 ax.axis("off")
                 continue
-            m = e["confusion"]
-            norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
-            ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
-            if k <= 8:
-                for a in range(k):
-                    for b in range(k):
-                        ax.text(b, a, f"{norm[a, b]:.2f}", ha="center", va="center", fontsize=6,
-                                color="white" if norm[a, b] > 0.5 else "black")
-            ax.set_xticks(range(k), class_names if i == len(specs) - 1 else [""] * k, rotation=90, fontsize=6)
-            ax.set_yticks(range(k), class_names if j == 0 else [""] * k, fontsize=6)
+            _draw_confusion(ax, e["confusion"], class_names, x_labels=i == len(specs) - 1, y_labels=j == 0)
             ax.set_title(f"{short_spec(spec)}\n{scenario}", fontsize=7)
     fig.suptitle(f"{method}: confusion matrices (true = rows, predicted = columns)", fontsize=9)
     fig.tight_layout()
+    return fig_to_png(fig)
+
+
+def _draw_confusion(ax, matrix, class_names: list[str], *, x_labels: bool = True, y_labels: bool = True,
+                    fontsize: int = 6, counts: bool = False) -> None:
+    """One row-normalised confusion matrix on ``ax`` (rows = true class, columns = predicted);
+    with ``counts`` each cell also shows its number of images."""
+    m = np.asarray(matrix, dtype=float)
+    k = len(class_names)
+    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+    if k <= 8:
+        for a in range(k):
+            for b in range(k):
+                text = f"{norm[a, b]:.2f}" + (f"\n({int(m[a, b])})" if counts else "")
+                ax.text(b, a, text, ha="center", va="center", fontsize=fontsize,
+                        color="white" if norm[a, b] > 0.5 else "black")
+    ax.set_xticks(range(k), class_names if x_labels else [""] * k, rotation=90, fontsize=fontsize)
+    ax.set_yticks(range(k), class_names if y_labels else [""] * k, fontsize=fontsize)
+
+
+def confusion_figure(matrix, class_names: list[str], title: str) -> bytes:
+    """One confusion matrix (counts, rows = true class), row-normalised, with the counts shown."""
+    k = len(class_names)
+    side = 0.9 * k + 2.0
+    fig, ax = plt.subplots(figsize=(side, side * 0.9))
+    _draw_confusion(ax, matrix, class_names, fontsize=8, counts=True)
+    ax.set_xlabel("predicted", fontsize=8)
+    ax.set_ylabel("true", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig_to_png(fig)
+
+
+def reliability_figure(curves: dict[str, dict], title: str) -> bytes:
+    """Reliability diagram: accuracy against mean confidence per confidence bin, one line per
+    curve (e.g. ``{"before (T = 1), ECE 0.08": bins, "after (T = 1.9), ECE 0.02": bins}``, each as
+    :func:`privattrib.attribution.calibration.reliability_bins` returns), beside the diagonal of a
+    perfectly calibrated model; marker area grows with the bin's number of images."""
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfectly calibrated")
+    for label, bins in curves.items():
+        used = np.asarray(bins["count"]) > 0
+        conf, acc, count = (np.asarray(bins[key])[used] for key in ("confidence", "accuracy", "count"))
+        line, = ax.plot(conf, acc, lw=1.2, label=label)
+        ax.scatter(conf, acc, s=8 + 60 * count / max(1, count.max()), color=line.get_color(), zorder=3)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("confidence (largest class probability)")
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(title, fontsize=9)
     return fig_to_png(fig)
 
 
