@@ -81,6 +81,30 @@ def launch(args: argparse.Namespace, procs: int, threads: int, ddp: bool) -> dic
     return out
 
 
+def plot(rows: list[dict], png: Path) -> None:
+    """A horizontal bar per setting (orange: DDP)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = rows[0]
+    fig, ax = plt.subplots(figsize=(7.2, 3.2))
+    colours = ["#dd8452" if r["ddp"] else "#4c72b0" for r in rows]
+    ax.barh([r["setting"] for r in rows][::-1], [r["images_per_second"] for r in rows][::-1], color=colours[::-1])
+    for i, r in enumerate(rows[::-1]):
+        ax.text(r["images_per_second"], i, f" {r['images_per_second']:.0f}", va="center", fontsize=9)
+    ax.set_xlabel("training images/s (yu2019; warm-up epoch not counted)")
+    ax.set_title(f"{first['device'].split(':')[0].upper()}, {first['cores']} cores (load average "
+                 f"{first['load_average']}), {first['size']} px, global batch {first['batch']}; orange: DDP",
+                 fontsize=9)
+    ax.set_xlim(0, max(r["images_per_second"] for r in rows) * 1.2)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    print(f"figure: {png}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -94,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs (after one warm-up epoch)")
     parser.add_argument("--png", type=Path, help="write the figure here")
     parser.add_argument("--json", type=Path, help="write the rows here (default $OUT/ddp_speed.json if $OUT is set)")
+    parser.add_argument("--replot", type=Path, help="draw --png from rows a former run wrote with --json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ddp", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -102,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         worker(args)
         return 0
 
+    if args.replot:
+        rows = json.loads(args.replot.read_text())
+        plot(rows, args.png or args.replot.with_suffix(".png"))
+        return 0
     settings = [(1, args.threads, False), (1, args.threads, True)]
     if args.device == "cpu":
         settings += [(1, args.threads * p, False) for p in args.procs if p > 1]
@@ -118,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         load = os.getloadavg()[0]
     except OSError:
         load = float("nan")
+    for row in rows:
+        row.update(load_average=round(load, 1), cores=os.cpu_count(), size=args.size, batch=args.batch)
     print(f"\n| setting | images/s | vs 1 process | wall |\n|---|---|---|---|")
     for row in rows:
         print(f"| {row['setting']} | {row['images_per_second']:.0f} | {row['images_per_second'] / base:.2f}x "
@@ -130,24 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         out_json.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(rows, indent=1))
     if args.png:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6.4, 3.2))
-        colours = ["#4c72b0" if not r["ddp"] else "#dd8452" for r in rows]
-        ax.barh([r["setting"] for r in rows][::-1], [r["images_per_second"] for r in rows][::-1], color=colours[::-1])
-        for i, r in enumerate(rows[::-1]):
-            ax.text(r["images_per_second"], i, f" {r['images_per_second']:.0f}", va="center", fontsize=9)
-        ax.set_xlabel("training images/s (yu2019; warm-up epoch not counted)")
-        ax.set_title(f"{args.device.upper()}, {os.cpu_count()} cores (load average {load:.1f}): {args.size} px, "
-                     f"global batch {args.batch}; orange: DDP", fontsize=9)
-        ax.set_xlim(0, max(r["images_per_second"] for r in rows) * 1.2)
-        fig.tight_layout()
-        args.png.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.png, dpi=110)
-        print(f"figure: {args.png}")
+        plot(rows, args.png)
     return 0
 
 

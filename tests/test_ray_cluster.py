@@ -19,7 +19,7 @@ import yaml
 ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'privattrib[ray]'): "
                                         "the real-cluster tests need it")
 
-from test_experiments_run import tiny_spec  # noqa: E402
+from test_experiments_run import kill_when_rows, tiny_spec  # noqa: E402
 from privattrib.experiments import load_spec, read_csv, run_experiment, validate_spec  # noqa: E402
 
 pytestmark = pytest.mark.ray
@@ -155,19 +155,7 @@ def test_a_killed_driver_resumes_without_recomputing_or_losing_a_cell(cluster, t
     out = tmp_path / "ray"
     cmd = _command(spec_path, out, cluster["address"])
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            if len(list((out / "cells").glob("*.json"))) >= 2:
-                break
-            if proc.poll() is not None:
-                pytest.fail("the run finished before the driver could be killed")
-            time.sleep(0.05)
-        else:
-            pytest.fail("no cells finished in time")
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
+    kill_when_rows(proc, out / "cells", 2)
     before = {p.name: p.read_bytes() for p in (out / "cells").glob("*.json")}
     assert 2 <= len(before) < len(cells)
     time.sleep(1.0)  # Ray notices the dead driver and ends its tasks
