@@ -44,8 +44,7 @@ def cluster():
         cpu_node = c.add_node(num_cpus=1)
         gpu_node = c.add_node(num_cpus=1, num_gpus=1)
         c.wait_for_nodes()
-        yield {"address": c.address, "cluster": c, "cpu_node": cpu_node.node_id, "gpu_node": gpu_node.node_id,
-               "head_node": c.head_node.node_id}
+        yield {"address": c.address, "cluster": c, "cpu_node": cpu_node, "gpu_node": gpu_node.node_id}
     finally:
         c.shutdown()
         if old is None:
@@ -69,19 +68,27 @@ def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def _cell_processes() -> list[int]:
-    """PIDs of Ray workers running a cell now (Ray titles a busy worker ``ray::<task name>``)."""
+def _cell_processes(parent: int | None = None) -> list[int]:
+    """PIDs of Ray workers running a cell now (Ray titles a busy worker ``ray::<task name>``),
+    those started by the raylet ``parent`` only when given."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
-        if cmdline.startswith(b"ray::_placed"):
+        if cmdline.startswith(b"ray::_placed") and parent in (None, ppid):
             pids.append(int(entry))
     return pids
+
+
+def _raylet_pid(node) -> int:
+    from ray._private import ray_constants
+
+    return node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
 
 
 def _results(rows: list[dict]) -> dict:
@@ -112,24 +119,32 @@ def test_a_killed_worker_is_retried_and_the_rows_equal_the_local_executor(cluste
     assert local.failures == {} and local.ran == len(cells)
 
     out = tmp_path / "ray"
-    proc = subprocess.Popen(_command(spec_path, out, cluster["address"]), env=_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_command(spec_path, out, cluster["address"]), env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    killed = None
+    raylet = _raylet_pid(cluster["cpu_node"])
+    killed_worker = killed_node = None
     try:
         deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None:
-            busy = _cell_processes()
-            # kill in the second wave, when several cells run at once on different nodes
-            if busy and len(list((out / "cells").glob("*.json"))) >= 1:
-                killed = busy[0]
-                os.kill(killed, signal.SIGKILL)
-                break
+        while time.monotonic() < deadline and proc.poll() is None and killed_node is None:
+            # in the second wave, when cells run at once on the three nodes: first a worker process
+            # in the middle of a cell, then the raylet of a whole node (the CPU-only one, not the
+            # head the driver is attached to) while it runs a cell
+            if killed_worker is None and len(list((out / "cells").glob("*.json"))) >= 1:
+                busy = _cell_processes()
+                if busy:
+                    killed_worker = busy[0]
+                    os.kill(killed_worker, signal.SIGKILL)
+            elif killed_worker is not None and _cell_processes(parent=raylet):
+                killed_node = raylet
+                os.kill(raylet, signal.SIGKILL)
             time.sleep(0.05)
-        stdout, stderr = proc.communicate(timeout=600)
+        _, stderr = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert killed is not None, "no cell was running to be killed; the run ended first:\n" + stderr[-2000:]
+        cluster["cluster"].remove_node(cluster["cpu_node"], allow_graceful=False)  # what the kill left of it
+    assert killed_worker is not None and killed_node is not None, \
+        "the run ended before a worker and a node could be killed:\n" + stderr[-2000:]
     assert proc.returncode == 0, stderr[-3000:]
     assert not (out / "failures.json").exists()  # the killed cell was retried, not reported failed
 

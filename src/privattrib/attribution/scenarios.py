@@ -165,7 +165,8 @@ def clean_model(
         "train": _data_fingerprint(train),
         "val": _data_fingerprint(val) if val is not None and len(val) else None,
         "classifier": probe.classifier_config,
-        "training": {k: v for k, v in config.to_dict().items() if k != "device"},
+        # where and on how many processes it trains changes nothing the key stands for
+        "training": {k: v for k, v in config.to_dict().items() if k not in ("device", "distributed")},
         "seed": int(seed),
     }
     key = stable_hash(key_blob, 20)
