@@ -41,8 +41,9 @@ def _train(record_dir: Path | None, rank: int) -> dict:
         return batch
 
     model = make_classifier("yu2019", num_classes=2, image_size=SIZE, seed=3, **SMALL_YU)
-    result = train_classifier(model, x, y, TrainConfig(epochs=EPOCHS, batch_size=BATCH, seed=5, device="cpu"),
-                              val=(xv, yv), progress=False, batch_transform=record)
+    # keep_best: rank 0 validates, and every rank must pick the same epoch's weights
+    config = TrainConfig(epochs=EPOCHS, batch_size=BATCH, seed=5, device="cpu", keep_best=True)
+    result = train_classifier(model, x, y, config, val=(xv, yv), progress=False, batch_transform=record)
     out = {"history": result.history, "seen": seen, "world": result.config["resolved_world_size"],
            "params": [p.detach().flatten()[:50].tolist() for p in result.model.parameters()]}
     if record_dir is not None:
@@ -114,3 +115,18 @@ def test_torchrun_drives_the_train_verb(tmp_path):
     assert saved["training"]["world_size"] == 2 and saved["training"]["backend"] == "gloo"
     assert saved["training"]["data"]["train"] == 18 and saved["training"]["data"]["val"] == 6
     assert (tmp_path / "out" / "classifier.pt").is_file()
+
+
+def test_train_verb_refuses_a_source_with_one_class(tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from bad_files import gradient_rgb
+    from privattrib.cli import app
+
+    (tmp_path / "imgs").mkdir()
+    for j in range(4):
+        Image.fromarray(gradient_rgb(16, 16, seed=j)).save(tmp_path / "imgs" / f"{j}.png")
+    res = CliRunner().invoke(app, ["train", str(tmp_path / "imgs"), "-o", str(tmp_path / "out"), "--size", "16",
+                                   "--device", "cpu", "--no-progress"], env={"PRIVATTRIB_CACHE": str(tmp_path / "c")})
+    assert res.exit_code == 2 and "a classifier needs at least two" in res.output
