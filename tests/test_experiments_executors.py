@@ -1,5 +1,5 @@
 """Executors: the local one in order with per-cell errors; the Ray one against a minimal in-process
-stand-in of Ray's task API (ray itself is an optional extra that is not installed here)."""
+stand-in of Ray's task API (ray is an optional extra; tests/test_ray_cluster.py runs a real cluster)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ class _FakeRay(types.ModuleType):
 
     def __init__(self, gpus=0):
         super().__init__("ray")
+        self.util = types.SimpleNamespace(get_node_ip_address=lambda: "10.0.0.7")
         self.initialized = False
         self.remote_options = None
         self.puts = 0
@@ -54,6 +55,12 @@ class _FakeRay(types.ModuleType):
     def init(self, address=None, ignore_reinit_error=False):
         self.initialized = True
         self.address = address
+
+    def get_runtime_context(self):
+        return types.SimpleNamespace(get_node_id=lambda: "node-1")
+
+    def get_gpu_ids(self):
+        return [0] if self.gpus else []
 
     def cluster_resources(self):
         return {"CPU": 16.0, "GPU": float(self.gpus)}
@@ -68,9 +75,9 @@ class _FakeRay(types.ModuleType):
 
         def wrap(fn):
             class _Remote:
-                def remote(self, cell, ref):
+                def remote(self, cell_fn, cell, ref):
                     try:
-                        return _Ref("done", fn(cell, ref.value))
+                        return _Ref("done", fn(cell_fn, cell, ref.value))
                     except Exception as exc:  # noqa: BLE001
                         return _Ref("error", exc)
             return _Remote()
@@ -97,7 +104,9 @@ def test_ray_executor_runs_the_same_cell_function(monkeypatch):
     assert out["a"] == {"cell": "a", "scale": 3} and out["c"]["cell"] == "c"
     assert isinstance(out["bad"], ValueError)
     assert fake.address == "auto" and fake.puts == 1  # the data goes to the object store once
-    assert fake.remote_options == {"num_cpus": 1, "num_gpus": 1}
+    assert fake.remote_options == {"num_cpus": 1, "num_gpus": 1, "max_retries": 3, "retry_exceptions": False}
+    assert ex.placements["a"] == {"node_id": "node-1", "node_ip": "10.0.0.7", "gpu_ids": ["0"], "num_cpus": 1,
+                                  "num_gpus": 1}
 
 
 def test_ray_missing_is_a_clear_error(monkeypatch):

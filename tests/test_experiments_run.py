@@ -37,6 +37,23 @@ def make_fake_folder(folder: Path, n: int = 40, size: int = 16) -> Path:
     return folder
 
 
+def kill_when_rows(proc: subprocess.Popen, cells_dir: Path, rows: int, timeout: float = 240) -> None:
+    """SIGKILL ``proc`` (a ``privattrib run``) as soon as ``rows`` row files exist in ``cells_dir``."""
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            if cells_dir.is_dir() and len(list(cells_dir.glob("*.json"))) >= rows:
+                break
+            if proc.poll() is not None:
+                pytest.fail("the run finished before it could be killed; make the grid larger")
+            time.sleep(0.02)
+        else:
+            pytest.fail("no cells finished in time")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+
+
 def tiny_spec(tmp_path: Path, **changes) -> dict:
     raw = {
         "name": "tiny",
@@ -146,13 +163,8 @@ def test_not_enough_images_names_the_source(tmp_path):
         run_experiment(validate_spec(raw), tmp_path / "o", progress=False)
 
 
-def test_ray_executor_missing_is_a_clear_error(tmp_path):
-    pytest.importorskip("privattrib")
-    try:
-        import ray  # noqa: F401
-        pytest.skip("ray is installed here")
-    except ImportError:
-        pass
+def test_ray_executor_missing_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, installed or not
     with pytest.raises(RuntimeError, match="pip install"):
         run_experiment(validate_spec(tiny_spec(tmp_path)), tmp_path / "o", executor="ray", progress=False)
 
@@ -168,19 +180,7 @@ def test_resume_after_sigkill(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cells_dir = out / "cells"
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline:
-            if cells_dir.is_dir() and len(list(cells_dir.glob("*.json"))) >= 3:
-                break
-            if proc.poll() is not None:
-                pytest.fail("the run finished before it could be killed; make the grid larger")
-            time.sleep(0.02)
-        else:
-            pytest.fail("no cells finished in time")
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
+    kill_when_rows(proc, cells_dir, 3)
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in cells_dir.glob("*.json")}
     total = len(load_spec(spec_path).cells())
     assert 3 <= len(before) < total

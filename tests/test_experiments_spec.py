@@ -90,6 +90,12 @@ def test_relative_paths_resolve_against_base_dir(tmp_path):
         (lambda r: r.update(attacks={"reconstruct": {"unet": "unet"}}), "attacks.reconstruct.unet"),
         (lambda r: r.update(colour="red"), "top-level"),
         (lambda r: r.update(device="gpu"), "device"),
+        (lambda r: r.update(resources={"cpus": 0}), "resources.cpus: must be a number > 0"),
+        (lambda r: r.update(resources={"gpus": -0.5}), "resources.gpus"),
+        (lambda r: r.update(resources={"gpus": 1.5}), "whole number"),
+        (lambda r: r.update(resources={"gpus": "half"}), "resources.gpus"),
+        (lambda r: r.update(resources={"tpus": 1}), "unknown key(s) ['tpus']"),
+        (lambda r: r.update(resources=2), "resources: must be a mapping"),
     ],
 )
 def test_bad_specs_name_the_key(tmp_path, mutate, key):
@@ -208,3 +214,14 @@ def test_example_specs_validate():
     for path in sorted((root / "examples").glob("*.yaml")):
         spec = load_spec(path, base_dir=root)
         assert spec.class_names[0] == "real"
+
+
+def test_resources_are_placement_only(tmp_path):
+    """Fractions are allowed, and asking for other resources changes no results key (rows stay valid)."""
+    plain = validate_spec(base_spec(tmp_path))
+    raw = base_spec(tmp_path)
+    raw["resources"] = {"cpus": 0.5, "gpus": 0.25}
+    placed = validate_spec(raw)
+    assert placed.resources == {"cpus": 0.5, "gpus": 0.25} and plain.resources == {}
+    assert placed.task_hashes() == plain.task_hashes() and placed.data_hash() == plain.data_hash()
+    assert placed.to_dict()["resources"] == {"cpus": 0.5, "gpus": 0.25}

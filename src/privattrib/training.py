@@ -9,6 +9,15 @@ happen on the device, and on CUDA the step runs under bf16 autocast with channel
 (optionally ``torch.compile``). Loss and accuracy are accumulated on the device and read once per
 epoch, so the loop never waits for the GPU inside an epoch.
 
+Several processes (``torchrun``, see :mod:`privattrib.distributed`): when a process group of more
+than one process is initialised, the same loop runs under DistributedDataParallel. Every rank
+draws the same seeded permutation and flips; each global batch of ``batch_size`` images is split
+between the ranks (rank r takes positions r, r + W, ...), so every image is seen exactly once per
+epoch, and each rank's summed loss is scaled by W / (global batch) so that DDP's gradient average
+is exactly the one-process gradient of the global batch. Loss and accuracy are all-reduced once
+per epoch; validation runs on rank 0 and its figures are broadcast, so every rank returns the same
+history and (``keep_best``) the same weights.
+
 Example::
 
     from privattrib.attribution.models import make_classifier
@@ -70,6 +79,8 @@ class TrainConfig:
             the statistics of the first training), ``True`` always, ``False`` never.
         data_on_device: ``"auto"`` (when it fits), ``True`` (always) or ``False`` (gather per batch
             on the host).
+        distributed: ``"auto"`` (DistributedDataParallel when a process group of more than one
+            process is initialised, e.g. under ``torchrun``), ``True`` (require one) or ``False``.
     """
 
     epochs: int = 10
@@ -89,6 +100,7 @@ class TrainConfig:
     keep_best: bool = False
     fit_statistics: str | bool = "auto"
     data_on_device: str | bool = "auto"
+    distributed: str | bool = "auto"
 
     def __post_init__(self) -> None:
         if int(self.epochs) < 1:
@@ -112,7 +124,7 @@ class TrainConfig:
         modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
         if self.compile_mode not in modes:
             raise ValueError(f"compile_mode must be one of {', '.join(modes)}, got {self.compile_mode!r}")
-        for name in ("channels_last", "fit_statistics", "data_on_device"):
+        for name in ("channels_last", "fit_statistics", "data_on_device", "distributed"):
             if getattr(self, name) not in ("auto", True, False):
                 raise ValueError(f"{name} must be 'auto', True or False, got {getattr(self, name)!r}")
 
@@ -269,6 +281,9 @@ class _Setup:
     images: torch.Tensor  # uint8 N x C x H x W, on the device when ``on_device``
     labels: torch.Tensor  # int64 N, on the device
     val: tuple[torch.Tensor, torch.Tensor] | None
+    rank: int = 0  # this process's rank and the number of processes
+    world: int = 1
+    ddp: bool = False  # under DistributedDataParallel (world > 1, or distributed=True in a group of 1)
 
 
 def train_classifier(
@@ -302,10 +317,18 @@ def train_classifier(
     start_time = time.perf_counter()
     setup = _prepare(model, images, labels, val, config)
     n = len(setup.images)
+    step_model = model
+    if setup.ddp:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # broadcasts rank 0's weights, so every rank starts from the same model
+        step_model = DistributedDataParallel(model, device_ids=[setup.device] if setup.device.type == "cuda" else None)
+        if setup.rank != 0:
+            progress = False
     # dynamic=False: the one short last batch gets its own static graph instead of turning every
     # step into a dynamic-shape graph.
-    step_model = (torch.compile(model, dynamic=False, mode=config.compile_mode) if config.compile
-                  else model)
+    if config.compile:
+        step_model = torch.compile(step_model, dynamic=False, mode=config.compile_mode)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.betas, eps=config.eps,
                                  weight_decay=config.weight_decay,
@@ -322,11 +345,14 @@ def train_classifier(
         if device.type == "cuda" else []
     with torch.random.fork_rng(devices=rng_devices), \
             _Progress(progress, config.epochs * math.ceil(n / config.batch_size), description) as bar:
-        torch.manual_seed((int(config.seed) * 0x9E3779B1 + 0x7F4A7C15) % 2**63)
+        # (each rank its own stream, so the ranks' dropout masks differ; rank 0's is the one-process one)
+        torch.manual_seed((int(config.seed) * 0x9E3779B1 + 0x7F4A7C15 + setup.rank * 0x632BE5AB) % 2**63)
         for epoch in range(1, config.epochs + 1):
             epoch_start = time.perf_counter()
             loss_sum, correct = _train_epoch(model, step_model, optimizer, setup, config, generator, epoch,
                                              batch_transform, bar)
+            if setup.ddp:
+                loss_sum, correct = _all_reduce_sum(loss_sum, correct)
             train_loss = float(loss_sum) / n  # the one host sync of the epoch
             if not math.isfinite(train_loss):
                 raise RuntimeError(
@@ -336,7 +362,9 @@ def train_classifier(
             record = {"epoch": epoch, "loss": train_loss, "accuracy": int(correct) / n,
                       "seconds": seconds, "images_per_second": n / seconds}
             if setup.val is not None:
-                record.update(_validate(model, setup, config))
+                record.update(_validate(model, setup, config) if setup.rank == 0 else {})
+                if setup.ddp:  # rank 0 validates; every rank takes its figures (and keep_best choice)
+                    record.update(_broadcast_object(record))
                 if config.keep_best and record["val_accuracy"] > best[0]:
                     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                     best = (record["val_accuracy"], epoch, state)
@@ -354,6 +382,7 @@ def train_classifier(
         "resolved_amp": "bf16" if setup.amp_dtype is not None else "off",
         "resolved_channels_last": setup.channels_last,
         "resolved_data_on_device": setup.on_device,
+        "resolved_world_size": setup.world,
     }
     return TrainResult(model=model, history=history, config=resolved,
                        seconds=time.perf_counter() - start_time, best_epoch=best_epoch)
@@ -373,7 +402,13 @@ def _prepare(model: nn.Module, images: Any, labels: Any, val: tuple[Any, Any] | 
         raise ValueError(f"label {int(labels_t.max())} out of range for a {num_classes}-class model")
     if config.keep_best and val is None:
         raise ValueError("keep_best needs validation data")
+    rank, world, ddp = _process_group(config.distributed)
     device = resolve_device(config.device)
+    if ddp and device.type == "cuda":  # one GPU per process: torchrun's LOCAL_RANK
+        from privattrib.distributed import local_rank
+
+        device = torch.device("cuda", local_rank() % torch.cuda.device_count())
+        torch.cuda.set_device(device)
     amp_dtype = _resolve_amp(config.amp, device)
     channels_last = device.type == "cuda" if config.channels_last == "auto" else bool(config.channels_last)
     if config.data_on_device == "auto":
@@ -402,15 +437,49 @@ def _prepare(model: nn.Module, images: Any, labels: Any, val: tuple[Any, Any] | 
                 val_images = val_images.to(device)
             val_t = (val_images, val_labels.to(device))
     return _Setup(device=device, amp_dtype=amp_dtype, channels_last=channels_last, on_device=on_device,
-                  images=images_t, labels=labels_t.to(device), val=val_t)
+                  images=images_t, labels=labels_t.to(device), val=val_t, rank=rank, world=world, ddp=ddp)
+
+
+def _process_group(distributed: str | bool) -> tuple[int, int, bool]:
+    """(rank, world size, under DDP) of the training: ``auto`` uses DDP in a group of more than
+    one process; ``True`` also in a group of one (to measure what DDP costs)."""
+    import torch.distributed as dist
+
+    active = dist.is_available() and dist.is_initialized()
+    if distributed is True and not active:
+        raise ValueError("distributed=True needs an initialised process group: launch with torchrun "
+                         "(see privattrib.distributed.init_process_group)")
+    if distributed is False or not active or (distributed == "auto" and dist.get_world_size() == 1):
+        return 0, 1, False
+    return dist.get_rank(), dist.get_world_size(), True
+
+
+def _all_reduce_sum(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Sum each tensor over the ranks (one collective for all of them)."""
+    import torch.distributed as dist
+
+    flat = torch.stack([t.double() for t in tensors])
+    dist.all_reduce(flat)
+    return tuple(flat.unbind())
+
+
+def _broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def _train_epoch(model: nn.Module, step_model: nn.Module, optimizer: torch.optim.Optimizer, setup: _Setup,
                  config: TrainConfig, generator: torch.Generator, epoch: int,
                  batch_transform: BatchTransform | None, bar: "_Progress") -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over the training set in a seeded order; returns the summed loss and the number of
-    correct predictions as device tensors (read once by the caller)."""
+    correct predictions as device tensors (read once by the caller). Under DDP this rank's share:
+    positions ``rank::world`` of every global batch."""
     device, n = setup.device, len(setup.images)
+    rank, world = setup.rank, setup.world
     model.train()
     perm = torch.randperm(n, generator=generator)
     flips = torch.rand(n, generator=generator) < 0.5 if config.hflip else None
@@ -421,20 +490,29 @@ def _train_epoch(model: nn.Module, step_model: nn.Module, optimizer: torch.optim
     for start in range(0, n, config.batch_size):
         if device.type == "cpu":
             fit_threads()  # follow the cores other processes leave free (rate-limited, cheap)
-        idx = perm_d[start:start + config.batch_size]
+        stop = min(n, start + config.batch_size)
+        idx = perm_d[start + rank:stop:world]
         x_u8 = _gather(setup.images, idx, device)
         y = setup.labels[idx.to(device)] if idx.device != device else setup.labels[idx]
         if batch_transform is not None:
             x_u8 = _transformed(batch_transform, x_u8, y, idx, epoch, model)
-        flip = flips_d[start:start + config.batch_size] if flips_d is not None else None
+        flip = flips_d[start + rank:stop:world] if flips_d is not None else None
         x = _to_input(x_u8, flip, setup.channels_last)
         with _autocast(device, setup.amp_dtype):
             logits = step_model(x)
-        loss = F.cross_entropy(logits.float(), y)
+        if not setup.ddp:
+            loss = F.cross_entropy(logits.float(), y)
+            batch_loss = loss.detach() * len(y)
+        else:
+            # DDP averages the ranks' gradients; scaled so, the average is the gradient of the
+            # global batch's mean loss whatever the shares' sizes (the last batch may be uneven)
+            batch_loss = F.cross_entropy(logits.float(), y, reduction="sum")
+            loss = batch_loss * (world / (stop - start))
+            batch_loss = batch_loss.detach()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum += loss.detach() * len(y)
+        loss_sum += batch_loss
         correct += (logits.detach().argmax(1) == y).sum()
         bar.advance()
     return loss_sum, correct

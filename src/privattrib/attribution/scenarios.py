@@ -148,7 +148,8 @@ def clean_model(
         "train": _data_fingerprint(train),
         "val": _data_fingerprint(val) if val is not None and len(val) else None,
         "classifier": probe.classifier_config,
-        "training": {k: v for k, v in config.to_dict().items() if k != "device"},
+        # where and on how many processes it trains changes nothing the key stands for
+        "training": {k: v for k, v in config.to_dict().items() if k not in ("device", "distributed")},
         "seed": int(seed),
     }
     key = stable_hash(key_blob, 20)
@@ -302,7 +303,9 @@ def _scenario_model(train: LabeledImages, val: LabeledImages | None, obfuscation
                                            description=f"{scenario} {getattr(obfuscation, 'spec', '')}")
     del train_obf
     if save_model:
-        name = f"{scenario}-{arch}-{stable_hash([getattr(obfuscation, 'spec', None), seed, clean_info['path']], 12)}"
+        # the clean model's file name, not its absolute path: the same name after OUTDIR moved
+        clean_name = Path(clean_info["path"]).name if clean_info.get("path") else None
+        name = f"{scenario}-{arch}-{stable_hash([getattr(obfuscation, 'spec', None), seed, clean_name], 12)}"
         save_classifier(result.model, Path(work_dir) / "models" / f"{name}.pt",
                         extra={"scenario": scenario, "spec": obfuscation.spec, "seed": int(seed),
                                "train_config": result.config, "history": result.history,

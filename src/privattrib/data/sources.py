@@ -17,7 +17,8 @@ import numpy as np
 
 from privattrib.common import stable_hash
 from privattrib.data.cache import (
-    CACHE_FORMAT,
+    STAT_FORMAT,
+    CacheKey,
     CachedSet,
     Entries,
     build_or_open,
@@ -195,21 +196,24 @@ def load_celeba(
     if size_hw is None:
         raise ValueError("load_celeba needs a size")
     prep = Preprocess(size=size_hw, crop=crop, channels=3)
-    # The key needs only the listing and the label files' size and mtime, so a cache hit skips
-    # parsing 2 x 202,599 label lines.
+    # The key needs only the listing and the label files (their size and mtime for the pre-check,
+    # their content otherwise), so a cache hit skips parsing 2 x 202,599 label lines.
     root = Path(root)
     img_dir = str(root / "img_align_celeba")
     listing, _ = walk_image_files(img_dir) if os.path.isdir(img_dir) else ([], [])
-    label_files = [root / "identity_CelebA.txt", root / "list_eval_partition.txt"]
-    attr_file = _find_attr_file(root)
-    key = stable_hash({
-        "format": CACHE_FORMAT, "kind": "celeba", "prep": prep.as_dict(),
-        "files": files_signature([os.path.join(img_dir, r) for r in listing]),
-        "label_files": files_signature([str(p) for p in label_files + ([attr_file] if attr_file else [])]),
-        "partitions": sorted(partitions) if partitions else None, "limit": limit, "class_name": class_name,
+    label_files = [str(p) for p in [root / "identity_CelebA.txt", root / "list_eval_partition.txt",
+                                    _find_attr_file(root)] if p is not None]
+    files = [os.path.join(img_dir, r) for r in listing]
+    params = {"prep": prep.as_dict(), "partitions": sorted(partitions) if partitions else None, "limit": limit,
+              "class_name": class_name}
+    stat = stable_hash({
+        "format": STAT_FORMAT, "kind": "celeba", "prep": prep.as_dict(),
+        "files": files_signature(files), "label_files": files_signature(label_files),
+        "partitions": params["partitions"], "limit": limit, "class_name": class_name,
     }, length=20)
+    key = CacheKey("celeba", str(root), files, label_files, params, stat)
     if not strict and not rebuild:  # strict must re-raise on skipped files: it always looks at the entries
-        cached = try_open("celeba", key, cache_dir)
+        cached = try_open(key, cache_dir, workers)
         if cached is not None:
             return _labeled_from_cache("celeba", cached)
     entries = celeba_entries(root, partitions, limit, class_name)

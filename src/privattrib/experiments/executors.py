@@ -38,9 +38,16 @@ class RayExecutor:
     """Run cells as Ray tasks.
 
     Args:
-        address: Ray cluster address (``auto``, ``ray://host:10001``, ...); None starts a local Ray.
-        num_gpus: GPUs per cell; None gives 1 when the cluster has GPUs, else 0.
-        num_cpus: CPUs per cell.
+        address: Ray cluster address (``auto``, ``HOST:6379``, ``ray://host:10001``, ...); None
+            starts a local Ray.
+        num_gpus: GPUs per cell (fractions share a GPU); None gives 1 when the cluster has GPUs,
+            else 0. A cell asking for a GPU is placed only on a node that has one (Ray's
+            resource scheduling), and sees only its GPU (``CUDA_VISIBLE_DEVICES``).
+        num_cpus: CPUs per cell (fractions allowed).
+        max_retries: times Ray reruns a cell whose worker process or node died. A retry is
+            harmless: the driver writes a cell's row only when its task returns, atomically, and
+            a row that exists is never computed again. Exceptions raised by a cell are not
+            retried (they are reported per cell; a rerun of the command retries them).
 
     The cached clean models live in ``OUTDIR/models``: on several nodes OUTDIR must be on a shared
     file system (the runner trains each seed's clean model in a first wave, so the other cells
@@ -49,37 +56,66 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_gpus: float | None = None, num_cpus: float = 1):
+    def __init__(self, address: str | None = None, num_gpus: float | None = None, num_cpus: float = 1,
+                 max_retries: int = 3):
         self.ray = import_ray()
         self.address = address
         self.num_gpus = num_gpus
         self.num_cpus = num_cpus
+        self.max_retries = max_retries
+        #: cell -> {"node_id", "node_ip", "gpu_ids", "num_cpus", "num_gpus"} of the task that returned
+        self.placements: dict = {}
 
     def _init(self) -> None:
         if not self.ray.is_initialized():
             self.ray.init(address=self.address, ignore_reinit_error=True)
 
+    def resources(self) -> dict:
+        """What each cell asks for: ``{"num_cpus", "num_gpus"}`` (after :meth:`_init`)."""
+        gpus = self.num_gpus
+        if gpus is None:
+            gpus = 1 if self.ray.cluster_resources().get("GPU", 0) > 0 else 0
+        return {"num_cpus": self.num_cpus, "num_gpus": gpus}
+
     def map_unordered(self, fn: Callable, cells: Sequence, shared: Any) -> Iterator[CellResult]:
         ray = self.ray
         self._init()
-        gpus = self.num_gpus
-        if gpus is None:
-            gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+        request = self.resources()
         shared_ref = ray.put(shared)
-        remote_fn = ray.remote(num_cpus=self.num_cpus, num_gpus=gpus)(fn)
-        pending = {remote_fn.remote(cell, shared_ref): cell for cell in cells}
+        remote_fn = ray.remote(max_retries=self.max_retries, retry_exceptions=False, **request)(_placed)
+        pending = {remote_fn.remote(fn, cell, shared_ref): cell for cell in cells}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
                     cell = pending.pop(ref)
                     try:
-                        yield cell, ray.get(ref)
+                        row, placement = ray.get(ref)
                     except Exception as exc:  # noqa: BLE001 - a task error, reported per cell
-                        yield cell, exc
+                        yield cell, _unwrap(exc)
+                    else:
+                        self.placements[cell] = {**placement, **request}
+                        yield cell, row
         finally:
             for ref in pending:  # interrupted: do not leave orphan tasks running
                 ray.cancel(ref)
+
+
+def _placed(fn: Callable, cell: Any, shared: Any) -> tuple[Any, dict]:
+    """Run ``fn(cell, shared)`` in a Ray worker and say where it ran."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    placement = {"node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
+                 "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
+    return fn(cell, shared), placement
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The cell's own exception out of Ray's ``RayTaskError`` wrapper (same message per cell
+    with either executor); system failures (a worker that died past its retries) stay as they are."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, Exception) else exc
 
 
 def import_ray():
@@ -94,13 +130,14 @@ def import_ray():
     return ray
 
 
-def make_executor(name: str, *, address: str | None = None, num_gpus: float | None = None):
-    """``local`` or ``ray`` (``address`` only makes sense with ray)."""
+def make_executor(name: str, *, address: str | None = None, num_gpus: float | None = None,
+                  num_cpus: float | None = None):
+    """``local`` or ``ray`` (``address``, ``num_gpus`` and ``num_cpus`` only make sense with ray)."""
     if name == "local":
         if address or num_gpus is not None:
             raise ValueError("--address and --gpus-per-cell are for --executor ray; the local executor runs "
                              "in this process")
         return LocalExecutor()
     if name == "ray":
-        return RayExecutor(address=address, num_gpus=num_gpus)
+        return RayExecutor(address=address, num_gpus=num_gpus, num_cpus=1 if num_cpus is None else num_cpus)
     raise ValueError(f"unknown executor {name!r}; allowed: local, ray")

@@ -257,7 +257,8 @@ def run_experiment(spec: ExperimentSpec, outdir: str | os.PathLike, *, executor:
         device: overrides the spec's ``device``.
         progress: live progress display (rich).
         fail_fast: stop at the first failing cell instead of running the others.
-        gpus_per_cell: Ray only: GPUs each cell asks for (default 1 when the cluster has GPUs).
+        gpus_per_cell: Ray only: GPUs each cell asks for, overriding the spec's ``resources.gpus``
+            (default 1 when the cluster has GPUs).
 
     Raises:
         SpecChangedError: OUTDIR belongs to another spec and ``force`` is False.
@@ -299,7 +300,14 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
     device = device or spec.device
     if executor == "local":
         check_local_device(device)
-    runner = make_executor(executor, address=address, num_gpus=gpus_per_cell)
+        runner = make_executor(executor, address=address, num_gpus=gpus_per_cell)
+    else:  # the spec's resources place cells on a cluster; they change no result
+        from privattrib.experiments.spec import resource_amount
+
+        request = dict(spec.resources)
+        if gpus_per_cell is not None:
+            request["gpus"] = resource_amount(gpus_per_cell, "gpus", "--gpus-per-cell")
+        runner = make_executor(executor, address=address, num_gpus=request.get("gpus"), num_cpus=request.get("cpus"))
     store = ResultsStore(outdir)
     store.check_compatible(spec.accepted_hashes(), spec.task_keys(), legacy_hash=spec.rows_hash(), force=force)
     # Rows, data and GAN runs of older versions, accepted above, take today's stamps and names.
@@ -336,7 +344,8 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
             "context": {
                 "name": spec.name, "classifier": spec.classifier,
                 "work_dir": str(outdir / "models"), "obfuscated_fraction": spec.obfuscated_fraction,
-                "device": device, "progress": progress, "task_hashes": spec.task_hashes(),
+                # a cell's own progress bars only in this process (Ray would stream them from every worker)
+                "device": device, "progress": progress and runner.name == "local", "task_hashes": spec.task_hashes(),
                 "data_hash": spec.data_hash(),
                 "class_names": spec.class_names, "attacks": spec.attacks,
             },
@@ -361,6 +370,9 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
                         if fail_fast:
                             raise outcome
                     else:
+                        placement = getattr(runner, "placements", {}).get(cell)
+                        if placement is not None:  # where a Ray task computed the row (not a result)
+                            outcome["ray"] = placement
                         store.write_row(cell.file_stem, outcome)
                         store.write_csv(store.rows(stems))
                         ran += 1

@@ -19,6 +19,7 @@ A *cell* of the grid is one (method spec, scenario, seed) and gives one results 
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ SOURCE_KINDS = ("celeba", "folder", "identities", "synthetic", "gan", "gan_run")
 
 _TOP_KEYS = {
     "name", "seed", "device", "data", "classifier", "obfuscations", "scenarios", "seeds",
-    "obfuscated_fraction", "attacks", "report", "description",
+    "obfuscated_fraction", "attacks", "report", "description", "resources",
 }
 _DATA_KEYS = {"size", "channels", "sources", "per_class", "cache_dir"}
 _GAN_KEYS = {"arch", "preset", "steps", "seed", "batch_size", "overrides"}
@@ -107,6 +108,9 @@ class ExperimentSpec:
         obfuscated_fraction: share of test images that are obfuscated (1.0, or 0.5 as in Yu et al.).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...
         attacks: attack rows to add (``reid``, ``reconstruct``), each with its options.
+        resources: what each cell asks a Ray cluster for: ``{"cpus": 1, "gpus": 0.5}`` (fractions
+            share a device; ``--gpus-per-cell`` overrides ``gpus``). Placement only: not part of
+            any results key, and ignored by the local executor.
         raw: the file as loaded (for the report).
         base_dir: directory relative paths were resolved against.
     """
@@ -122,6 +126,7 @@ class ExperimentSpec:
     device: str = "auto"
     attacks: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=dict)
     raw: dict = field(default_factory=dict)
     base_dir: str = "."
 
@@ -244,6 +249,7 @@ class ExperimentSpec:
             "obfuscated_fraction": self.obfuscated_fraction,
             "attacks": copy.deepcopy(self.attacks),
             "report": copy.deepcopy(self.report),
+            "resources": dict(self.resources),
         }
 
 
@@ -342,11 +348,36 @@ def validate_spec(raw: Any, *, base_dir: str | os.PathLike | None = None) -> Exp
     if not isinstance(report, dict):
         raise SpecError(f"report: must be a mapping, got {report!r}")
 
+    resources = validate_resources(raw.get("resources"), "resources")
     return ExperimentSpec(
         name=name, seed=seed, data=data, classifier=classifier, methods=methods,
         scenarios=scenarios, seeds=seeds, obfuscated_fraction=float(fraction), device=device,
-        attacks=attacks, report=dict(report), raw=copy.deepcopy(raw), base_dir=str(base),
+        attacks=attacks, report=dict(report), resources=resources, raw=copy.deepcopy(raw), base_dir=str(base),
     )
+
+
+def validate_resources(value: Any, where: str = "resources") -> dict:
+    """``{cpus: 1, gpus: 0.5}`` -> ``{"cpus": 1.0, "gpus": 0.5}``: what one cell asks a Ray cluster for."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}: must be a mapping such as {{cpus: 1, gpus: 0.5}}, got {value!r}")
+    unknown = set(value) - {"cpus", "gpus"}
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: cpus, gpus")
+    return {key: resource_amount(value[key], key, f"{where}.{key}") for key in ("cpus", "gpus") if key in value}
+
+
+def resource_amount(amount: Any, kind: str, where: str) -> float:
+    """A number of CPUs (> 0) or GPUs (>= 0) for one cell: fractions share a device; above 1 only
+    whole numbers, as Ray requires."""
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount) \
+            or amount < 0 or (kind == "cpus" and amount == 0):
+        raise SpecError(f"{where}: must be a number {'> 0' if kind == 'cpus' else '>= 0'} "
+                        f"(fractions share a device), got {amount!r}")
+    if amount > 1 and float(amount) != int(amount):
+        raise SpecError(f"{where}: above 1 it must be a whole number (Ray's rule), got {amount!r}")
+    return float(amount)
 
 
 def _require(mapping: dict, key: str, kind: type, where: str):

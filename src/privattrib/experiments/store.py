@@ -41,7 +41,7 @@ LEADING_COLUMNS = [
     "obfuscated_fraction",
 ]
 #: Columns that are never in results.csv (too large or nested; kept in the row JSON).
-_NESTED = {"confusion_matrix", "per_class_accuracy", "describe", "method_describe", "history"}
+_NESTED = {"confusion_matrix", "per_class_accuracy", "describe", "method_describe", "history", "ray"}
 
 
 class SpecChangedError(RuntimeError):

@@ -243,8 +243,15 @@ def _fingerprint(images: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def _identity(config: dict) -> str:
-    return stable_hash({k: v for k, v in config.items() if k not in _NOT_IDENTITY})
+def _identity(config: dict, *, legacy: bool = False) -> str:
+    """Hash of what decides a run. The data enter by their pixels' fingerprint; where the source
+    lies (``data.source.root``, informative) does not, so a run moved with its data, or trained on
+    another node, resumes (``legacy=True``: the hash of runs written before, root included)."""
+    ident = {k: v for k, v in config.items() if k not in _NOT_IDENTITY}
+    source = (ident.get("data") or {}).get("source")
+    if not legacy and isinstance(source, dict) and "root" in source:
+        ident["data"] = {**ident["data"], "source": {k: v for k, v in source.items() if k != "root"}}
+    return stable_hash(ident)
 
 
 class _Trainer:
@@ -405,7 +412,7 @@ def _load_checkpoint(run_dir: Path, config: dict) -> dict | None:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a privattrib GAN checkpoint (format {ckpt.get('format')!r})")
-    if ckpt["identity"] != _identity(config):
+    if _identity(ckpt["config"]) != _identity(config):  # not ckpt["identity"]: older runs hashed the root
         _raise_mismatch(run_dir, ckpt["config"], config)
     return ckpt
 
