@@ -431,16 +431,24 @@ def _write_plots(out: Path, class_names: list[str], cm: np.ndarray, calibration:
 
 def demo_recipe() -> dict:
     """How the demo model is trained: the demo experiment's data (synthetic faces and three tiny
-    zoo GANs trained on them, 32 x 32) and its small classifier, with a few more epochs."""
+    zoo GANs trained on them, 32 x 32, with half the GAN steps) and its small classifier, with a
+    few more epochs."""
     from privattrib.experiments.spec import load_builtin_spec
 
     raw = load_builtin_spec("demo")
     data = raw["data"]
     sources = dict(data["sources"])
+    real = sources.pop("real")
+    # Half the demo grid's GAN steps, and a smaller "did it learn?" sample: the three sources stay
+    # distinct (each architecture leaves its traces early), and the first `attribute --model demo`
+    # waits about a minute instead of several.
+    fakes = {name: {"gan": {**src["gan"], "steps": max(1, src["gan"]["steps"] // 2),
+                            "overrides": {"quality_samples": 200}}}
+             for name, src in sources.items()}
     return {
         "version": _DEMO_VERSION,
-        "real": sources.pop("real"),
-        "fakes": sources,
+        "real": real,
+        "fakes": fakes,
         "size": int(data["size"]),
         "channels": int(data.get("channels", 3)),
         "per_class": dict(data["per_class"]),
@@ -476,8 +484,18 @@ def demo_attributor_path(device: str = "auto", progress: bool = True, cache_dir:
         console.print(f"training the demo model once (demo sources only: synthetic faces and tiny GANs; "
                       f"about a minute on 2 CPU cores) -> {path}")
         work = folder / f"{path.stem}.work"
-        train_attributor(recipe["real"], recipe["fakes"], path, size=recipe["size"], channels=recipe["channels"],
-                         per_class=recipe["per_class"], classifier=recipe["classifier"], seed=recipe["seed"],
-                         device=device, work_dir=work, progress=progress, demo=True)
+        import torch
+
+        threads = torch.get_num_threads()
+        # One thread: the tiny nets gain little from more, and on a busy 2-core machine a second
+        # thread oversubscribes the cores: 11.6 min (5.8 min of CPU) with two at load 8, 3.1 min
+        # (67 s of CPU) with one at load 11 (docs/gans.md saw the same for the zoo's tiny recipes).
+        torch.set_num_threads(1)
+        try:
+            train_attributor(recipe["real"], recipe["fakes"], path, size=recipe["size"], channels=recipe["channels"],
+                             per_class=recipe["per_class"], classifier=recipe["classifier"], seed=recipe["seed"],
+                             device=device, work_dir=work, progress=progress, demo=True)
+        finally:
+            torch.set_num_threads(threads)
         shutil.rmtree(work, ignore_errors=True)
     return path

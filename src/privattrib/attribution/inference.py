@@ -28,10 +28,11 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -315,17 +316,18 @@ class Attributor:
         batch_size = _check_batch_size(batch_size)
         workers = _default_workers() if workers is None else max(1, int(workers))
 
-        def load(path):
+        def load(item: tuple) -> tuple:
+            path, key = item
             try:
-                return self._prepare_file(path)
+                return self._prepare_file(path), key
             except BadImageError as exc:
-                return Skipped(exc.path, exc.reason)
+                return Skipped(exc.path, exc.reason), key
 
         out: list[Attribution] = []
         skipped: list[Skipped] = []
         with ThreadPoolExecutor(max_workers=workers) as pool, _progress(progress, len(paths)) as advance:
-            for chunk in _chunks(pool.map(load, paths), zip(paths, keys), batch_size):
-                ready = [(p, key) for p, (_, key) in chunk if isinstance(p, _Prepared)]
+            for chunk in _prefetched(pool, load, list(zip(paths, keys)), batch_size):
+                ready = [(p, key) for p, key in chunk if isinstance(p, _Prepared)]
                 skipped += [p for p, _ in chunk if not isinstance(p, _Prepared)]
                 out += self._attribute([p for p, _ in ready], [key for _, key in ready], batch_size)
                 advance(len(chunk))
@@ -386,17 +388,19 @@ def _default_workers() -> int:
     return min(8, default_workers())
 
 
-def _chunks(results: Iterator[Any], items: Iterable[Any], size: int) -> Iterator[list[tuple[Any, Any]]]:
-    """Pairs (result, item) in lists of ``size``; ``results`` is consumed lazily (the thread pool
-    keeps decoding the next files while the model runs on a chunk)."""
-    chunk: list[tuple[Any, Any]] = []
-    for pair in zip(results, items):
-        chunk.append(pair)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def _prefetched(pool: ThreadPoolExecutor, fn: Any, items: list, size: int, ahead: int = 2) -> Iterator[list]:
+    """``[fn(item) for item in chunk]`` for consecutive chunks of ``size`` items, computed in
+    ``pool`` with up to ``ahead`` chunks in flight: the threads decode the next files while the
+    model runs on this chunk, and memory stays bounded however many files there are."""
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    pending = deque([pool.submit(fn, x) for x in chunk] for chunk in chunks[:ahead])
+    following = ahead
+    while pending:
+        futures = pending.popleft()
+        if following < len(chunks):
+            pending.append([pool.submit(fn, x) for x in chunks[following]])
+            following += 1
+        yield [f.result() for f in futures]
 
 
 class _progress:

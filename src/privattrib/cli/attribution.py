@@ -198,14 +198,17 @@ def _parse_fakes(values: list[str]) -> dict[str, str]:
 
 
 def _parse_options(values: list[str]) -> dict:
-    import yaml
-
+    """KEY=VALUE pairs; a VALUE that reads as JSON (256, 1e-5, true, [0.5, 0.9]) is taken as such,
+    anything else as text (reflect)."""
     options = {}
     for value in values:
         key, sep, raw = value.partition("=")
         if not sep or not key:
             raise typer.BadParameter(f"{value!r}: write KEY=VALUE, e.g. fmap_base=256", param_hint="--option")
-        options[key] = yaml.safe_load(raw)
+        try:
+            options[key] = json.loads(raw)
+        except ValueError:
+            options[key] = raw
     return options
 
 
