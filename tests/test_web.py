@@ -378,3 +378,21 @@ def test_serve_refuses_bad_options_before_starting(tmp_path):
     assert code == 2 and "model not found" in out
     code, out = run("--host", "0.0.0.0", "--port", free, "--model", tmp_path / "m.pt")
     assert code == 2 and "WARNING: listening on 0.0.0.0, not on this computer only" in out
+
+
+def test_reid_compares_the_largest_protected_face_box_when_faces_were_protected():
+    class Recorder:
+        def risk(self, original, protected):
+            self.shapes = (original.shape, protected.shape)
+            self.same = np.array_equal(original, protected)
+            return {"same_person": True}
+
+    gallery = Recorder()
+    service = ProtectService(gallery=gallery)
+    img = gradient_rgb(60, 80, 2)
+    out = img.copy()
+    out[10:30, 40:70] = 0
+    report = service._reid(img, out, np.array([[0, 0, 8, 8], [40, 10, 30, 20]]))
+    assert gallery.shapes == ((20, 30, 3), (20, 30, 3)) and not gallery.same
+    assert report["region"] == "the largest protected face box (30x20 at 40,10)"
+    assert "whole photo" in service._reid(img, out, None)["region"] and gallery.shapes[0] == (60, 80, 3)

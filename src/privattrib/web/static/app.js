@@ -18,7 +18,9 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-const pct = (p) => (p === null || p === undefined ? "–" : `${(100 * p).toFixed(p < 0.001 && p > 0 ? 2 : 1)}%`);
+// Probabilities near 0 or 1 are said as bounds: "100.0%" for 0.99996 would claim certainty.
+const pct = (p) => (p === null || p === undefined ? "–" : p > 0.999 && p < 1 ? ">99.9%" :
+  p < 0.001 && p > 0 ? "<0.1%" : `${(100 * p).toFixed(1)}%`);
 const mb = (n) => (n < 2 ** 20 ? `${Math.max(1, Math.round(n / 1024))} KB` : `${(n / 2 ** 20).toFixed(1)} MB`);
 
 // ------------------------------------------------------------------ the form, from the registry
@@ -292,7 +294,7 @@ function bars(classes, before, after, realClass) {
       fill.style.width = `${Math.max(0, Math.min(1, p)) * 100}%`;
       return el("div", { class: `bar ${kind}` }, fill, el("span", { class: "val", text: pct(p) }));
     };
-    grid.append(el("div", { class: `cls${c === realClass ? " real" : ""}`, text: c }),
+    grid.append(el("div", { class: "cls", text: c, title: c === realClass ? "the real class" : null }),
       el("div", { class: "pairbar" }, row("before", b), row("after", a)));
   }
   return grid;
@@ -312,7 +314,7 @@ function renderAttribution(r) {
   const before = a.before, after = a.after;
   let verdict, cls;
   if (m.real_class && after.predicted === m.real_class && before.predicted !== m.real_class) {
-    verdict = `Laundered: attributed to ${before.predicted} before, to the camera class "${m.real_class}" after`; cls = "bad";
+    verdict = `Laundered: attributed to ${before.predicted} before, to the real class "${m.real_class}" after`; cls = "bad";
   } else if (before.predicted === after.predicted) {
     verdict = `Same answer before and after: ${after.predicted}`; cls = "neutral";
   } else {
