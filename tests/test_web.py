@@ -325,11 +325,11 @@ def test_reid_risk_against_a_gallery(tmp_path):
     from privattrib.attacks.gallery import IdentityGallery
 
     unseen = _write_gallery(tmp_path / "gallery")
-    gallery = IdentityGallery.load(tmp_path / "gallery", size=32, epochs=12, cache_dir=tmp_path / "cache",
+    gallery = IdentityGallery.load(tmp_path / "gallery", size=32, epochs=6, cache_dir=tmp_path / "cache",
                                    progress=False, device="cpu")
     assert gallery.people == [f"synthetic-{i:03d}" for i in range(6)] and gallery.n_held_out == 6
     assert gallery.from_cache is False and 0 <= gallery.held_out_accuracy <= 1
-    again = IdentityGallery.load(tmp_path / "gallery", size=32, epochs=12, cache_dir=tmp_path / "cache",
+    again = IdentityGallery.load(tmp_path / "gallery", size=32, epochs=6, cache_dir=tmp_path / "cache",
                                  progress=False, device="cpu")
     assert again.from_cache is True and again.held_out_accuracy == gallery.held_out_accuracy
 

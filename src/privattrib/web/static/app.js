@@ -192,7 +192,13 @@ async function submit(event) {
   $("submit").disabled = true;
   $("result").classList.add("stale");
   $("busy-name").textContent = file.name;
+  $("busy-time").textContent = "";
   $("busy").hidden = false;
+  // Large photos with exact noise or svd-mp take minutes on a CPU: show that work goes on
+  const started = Date.now();
+  const ticker = setInterval(() => {
+    $("busy-time").textContent = `${Math.round((Date.now() - started) / 1000)} s`;
+  }, 1000);
   try {
     const res = await fetch("/api/protect", { method: "POST", body: form });
     let body;
@@ -202,12 +208,19 @@ async function submit(event) {
   } catch (e) {
     showError("The upload did not reach the server (is privattrib serve still running in its terminal?).");
   } finally {
+    clearInterval(ticker);
     $("submit").disabled = false;
     $("busy").hidden = true;
   }
 }
 
 // ------------------------------------------------------------------ the report
+
+function emptyCard(id) {
+  const body = $(id).querySelector(".body");
+  body.replaceChildren();
+  return body;
+}
 
 function facts(pairs) {
   const dl = el("dl", { class: "facts" });
@@ -253,8 +266,7 @@ function render(r) {
 
 function renderPrivacy(r) {
   const m = r.method;
-  const body = $("card-privacy").querySelector(".body");
-  body.replaceChildren();
+  const body = emptyCard("card-privacy");
   const epsNote = m.privacy === "d_X-privacy" ? " (metric privacy: not comparable with DP's ε)" : "";
   body.append(facts([
     ["method", m.spec],
@@ -273,8 +285,7 @@ function renderPrivacy(r) {
 }
 
 function renderUtility(r) {
-  const body = $("card-utility").querySelector(".body");
-  body.replaceChildren();
+  const body = emptyCard("card-utility");
   const u = r.metrics;
   const psnr = u.identical ? "∞" : u.psnr === null ? "–" : u.psnr.toFixed(2);
   body.append(el("div", { class: "metrics" },
@@ -301,8 +312,7 @@ function bars(classes, before, after, realClass) {
 }
 
 function renderAttribution(r) {
-  const body = $("card-attribution").querySelector(".body");
-  body.replaceChildren();
+  const body = emptyCard("card-attribution");
   const a = r.attribution;
   if (!a) {
     body.append(el("p", { class: "empty", text: "No attribution model is configured, so no attribution is shown. " +
@@ -325,7 +335,7 @@ function renderAttribution(r) {
     el("span", { class: "after", text: "protected" })));
   body.append(bars(m.classes, before, after, m.real_class));
   const cal = m.calibrated ? `calibrated (temperature ${m.temperature.toFixed(2)}` +
-    (m.ece_after !== null && m.ece_after !== undefined ? `, ECE ${m.ece_before.toFixed(3)} → ${m.ece_after.toFixed(3)}` : "") + ")" :
+    (m.ece_before != null && m.ece_after != null ? `, ECE ${m.ece_before.toFixed(3)} → ${m.ece_after.toFixed(3)}` : "") + ")" :
     "uncalibrated (raw softmax, usually over-confident)";
   const acc = m.held_out_accuracy !== null && m.held_out_accuracy !== undefined ?
     `held-out accuracy ${pct(m.held_out_accuracy)}` + (m.chance ? ` (chance ${pct(m.chance)})` : "") : "no held-out accuracy recorded";
@@ -336,8 +346,7 @@ function renderAttribution(r) {
 }
 
 function renderReid(r) {
-  const body = $("card-reid").querySelector(".body");
-  body.replaceChildren();
+  const body = emptyCard("card-reid");
   const g = r.reid;
   if (!g) {
     body.append(el("p", { class: "empty", text: "No identity gallery is configured, so no re-identification risk is " +
