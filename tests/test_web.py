@@ -396,3 +396,15 @@ def test_reid_compares_the_largest_protected_face_box_when_faces_were_protected(
     assert gallery.shapes == ((20, 30, 3), (20, 30, 3)) and not gallery.same
     assert report["region"] == "the largest protected face box (30x20 at 40,10)"
     assert "whole photo" in service._reid(img, out, None)["region"] and gallery.shapes[0] == (60, 80, 3)
+
+
+def test_an_unexpected_failure_is_a_json_message_without_a_traceback():
+    class Broken(ProtectService):
+        def protect(self, *args, **kwargs):
+            raise RuntimeError("secret internal detail")
+
+    client = TestClient(create_app(Broken()), raise_server_exceptions=False)
+    r = post(client, _jpeg(gradient_rgb(32, 32, 1)), "a.jpg")
+    assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+    assert "RuntimeError" in r.json()["error"] and "server's log" in r.json()["error"]
+    assert "Traceback" not in r.text and "secret internal detail" not in r.text
