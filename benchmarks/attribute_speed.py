@@ -12,11 +12,12 @@ after a warm-up) and as a share of the grid's evaluation speed:
 - ``predict_files (JPEG 178x218)``: the same on aligned-CelebA-sized JPEG files, so every image is
   also cropped and resized (with reduced-scale JPEG decoding, as the training data was).
 
-The model is the full-width yu2019 network with random weights (speed does not depend on the
-weights). Example::
+The model is the yu2019 network with random weights (speed does not depend on the weights), at
+the paper's width by default or at the width the CPU example files use (``--fmap-base 256
+--fmap-max 128``). Example::
 
-    python benchmarks/attribute_speed.py --sizes 64,128 --n 512 --threads 2
-    python benchmarks/attribute_speed.py --device cuda --n 4096        # on a GPU
+    python benchmarks/attribute_speed.py --sizes 64,128 --n 256 --fmap-base 256 --fmap-max 128
+    python benchmarks/attribute_speed.py --device cuda --n 4096        # on a GPU, the paper's width
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def _best(fn, repeat: int) -> float:
 
 def measure(size: int, args: argparse.Namespace, folder: Path) -> list[dict]:
     device = resolve_device(args.device)
-    model = make_classifier("yu2019", len(CLASSES), size, 3, seed=0)
+    model = make_classifier("yu2019", len(CLASSES), size, 3, seed=0, fmap_base=args.fmap_base,
+                            fmap_max=args.fmap_max)
     ckpt = folder / f"yu2019-{size}.pt"
     save_classifier(model, ckpt, extra={"class_names": CLASSES})
     attributor = load_attributor(ckpt, device=str(device))
@@ -119,12 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: attribute's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    parser.add_argument("--fmap-base", type=int, default=1024, help="yu2019 width (the paper: 1024)")
+    parser.add_argument("--fmap-max", type=int, default=512, help="yu2019 widest layer (the paper: 512)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
-    print(f"attribute speed, yu2019 (full width, 5 classes), {args.n} images, best of {args.repeat}, on {device} "
+    print(f"attribute speed, yu2019 (fmap_base {args.fmap_base}, fmap_max {args.fmap_max}, 5 classes), {args.n} images, best of {args.repeat}, on {device} "
           f"({where}, {torch.get_num_threads()} torch threads); torch {torch.__version__}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="attribute-speed-") as tmp:

@@ -6,28 +6,34 @@
 #
 #   scripts/attribute_example.sh [OUT]          # default OUT=runs/attribute-example
 #
-# Knobs (environment): SIZE=64 PRESET=cpu-64 PER_CLASS=2500 EPOCHS=10 HELD_OUT=200 (GAN samples per
-# GAN in the held-out folder), CELEBA=../shared/data/celeba, PRIVATTRIB=.venv/bin/privattrib,
-# PYTHON=.venv/bin/python. About 30-40 minutes on 2 CPU cores (OMP_NUM_THREADS=1 is fastest on a
-# shared machine). The held-out CelebA crops stay under OUT: never commit them (CelebA's terms).
+# Knobs (environment): SIZE=32 PRESET=tiny PER_CLASS=2500 EPOCHS=10 WIDTH="fmap_base=256 fmap_max=128"
+# (the CPU example files' yu2019 width; WIDTH= for the paper's), HELD_OUT=200 (samples per GAN in the
+# held-out folder), CELEBA=../shared/data/celeba, PRIVATTRIB=.venv/bin/privattrib, PYTHON=.venv/bin/python.
+# SIZE=64 PRESET=cpu-64 is the 64 px version (the GANs alone take 8 minutes on an idle CPU).
+# OMP_NUM_THREADS=1 is fastest on a shared machine. The held-out CelebA crops stay under OUT:
+# never commit them (CelebA's terms).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/attribute-example}
-SIZE=${SIZE:-64}
-PRESET=${PRESET:-cpu-64}
+SIZE=${SIZE:-32}
+PRESET=${PRESET:-tiny}
 PER_CLASS=${PER_CLASS:-2500}
 EPOCHS=${EPOCHS:-10}
+WIDTH=${WIDTH-fmap_base=256 fmap_max=128}
 HELD_OUT=${HELD_OUT:-200}
 CELEBA=${CELEBA:-../shared/data/celeba}
 PA=${PRIVATTRIB:-.venv/bin/privattrib}
 PY=${PYTHON:-.venv/bin/python}
-SPECS=("pixelate:b=4" "blur:k=5" "dp-pix:b=4,m=1,epsilon=1")
+SPECS=("pixelate:b=2" "pixelate:b=4" "blur:k=5" "dp-pix:b=4,m=1,epsilon=1")
 mkdir -p "$OUT"
 MODEL="$OUT/celeba-vs-zoo.pt"
+OPTIONS=()
+for option in $WIDTH; do OPTIONS+=(--option "$option"); done
 
 set -x
 time $PA train-attributor --real "$CELEBA" --fake "dcgan=zoo:dcgan:$PRESET" --fake "wgan-gp=zoo:wgan-gp:$PRESET" \
-    --size "$SIZE" --per-class "$PER_CLASS" --epochs "$EPOCHS" --work-dir "$OUT/work" -o "$MODEL" --no-progress \
+    --size "$SIZE" --per-class "$PER_CLASS" --epochs "$EPOCHS" "${OPTIONS[@]}" --work-dir "$OUT/work" -o "$MODEL" \
+    --no-progress \
     | tee "$OUT/train.txt"
 set +x
 

@@ -395,6 +395,9 @@ def test_cli_attribute_bad_input_corpus(trained, tmp_path):
     assert attributed["rgba.png"]["channels_converted"] == "RGBA -> RGB"
     assert attributed["grey.png"]["channels_converted"] == "L -> RGB"
     assert attributed["cmyk.jpg"]["channels_converted"] == "CMYK -> RGB"
+    assert attributed["palette_transparent.png"]["channels_converted"] == "P -> RGB"
+    assert any("flattened" in n for n in attributed["palette_transparent.png"]["notes"])
+    assert not any("flattened" in n for n in attributed["cmyk.jpg"]["notes"])
     assert attributed["good.png"]["resized_from"] == [30, 40]
     assert attributed["exif_rotated.jpg"]["resized_from"] == [40, 30]  # as displayed, EXIF applied
 

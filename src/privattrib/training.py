@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from privattrib.common import resolve_device
+from privattrib.threads import fit_threads
 
 __all__ = ["TrainConfig", "TrainResult", "BatchTransform", "train_classifier", "predict", "evaluate_logits", "as_uint8_tensor"]
 
@@ -418,6 +419,8 @@ def _train_epoch(model: nn.Module, step_model: nn.Module, optimizer: torch.optim
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     for start in range(0, n, config.batch_size):
+        if device.type == "cpu":
+            fit_threads()  # follow the cores other processes leave free (rate-limited, cheap)
         idx = perm_d[start:start + config.batch_size]
         x_u8 = _gather(setup.images, idx, device)
         y = setup.labels[idx.to(device)] if idx.device != device else setup.labels[idx]
@@ -478,6 +481,8 @@ def evaluate_logits(
     out = []
     try:
         for start in range(0, len(images), batch_size):
+            if device.type == "cpu":
+                fit_threads()
             chunk = images[start:start + batch_size]
             if chunk.device != device:
                 chunk = chunk.to(device, non_blocking=True)

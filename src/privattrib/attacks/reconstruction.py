@@ -36,6 +36,7 @@ from privattrib.attacks.reid import (
 )
 from privattrib.common import atomic_write_bytes, resolve_device
 from privattrib.data.dataset import LabeledImages
+from privattrib.threads import fit_threads
 
 __all__ = [
     "DEFAULT_UNET_CFG",
@@ -161,6 +162,8 @@ def train_reconstructor(
             order = torch.randperm(n, generator=generator).to(dev)
             total = 0.0
             for start in range(0, n, batch):
+                if dev.type == "cpu":
+                    fit_threads()  # follow the cores other processes leave free (rate-limited, cheap)
                 idx = order[start:start + batch]
                 x, y = _to_float(x_all[idx]), _to_float(y_all[idx])
                 if cfg["hflip"]:

@@ -484,18 +484,9 @@ def demo_attributor_path(device: str = "auto", progress: bool = True, cache_dir:
         console.print(f"training the demo model once (demo sources only: synthetic faces and tiny GANs; "
                       f"about a minute on 2 CPU cores) -> {path}")
         work = folder / f"{path.stem}.work"
-        import torch
-
-        threads = torch.get_num_threads()
-        # One thread: the tiny nets gain little from more, and on a busy 2-core machine a second
-        # thread oversubscribes the cores: 11.6 min (5.8 min of CPU) with two at load 8, 3.1 min
-        # (67 s of CPU) with one at load 11 (docs/gans.md saw the same for the zoo's tiny recipes).
-        torch.set_num_threads(1)
-        try:
-            train_attributor(recipe["real"], recipe["fakes"], path, size=recipe["size"], channels=recipe["channels"],
-                             per_class=recipe["per_class"], classifier=recipe["classifier"], seed=recipe["seed"],
-                             device=device, work_dir=work, progress=progress, demo=True)
-        finally:
-            torch.set_num_threads(threads)
+        # (the GAN and training loops fit their torch threads to the free cores: privattrib.threads)
+        train_attributor(recipe["real"], recipe["fakes"], path, size=recipe["size"], channels=recipe["channels"],
+                         per_class=recipe["per_class"], classifier=recipe["classifier"], seed=recipe["seed"],
+                         device=device, work_dir=work, progress=progress, demo=True)
         shutil.rmtree(work, ignore_errors=True)
     return path

@@ -168,7 +168,7 @@ class Attributor:
         return Preprocess(size=(self.image_size, self.image_size), crop=crop, channels=self.in_channels,
                           draft=self.draft)
 
-    def _notes(self, height: int, width: int, mode: str | None, crop: str) -> tuple[
+    def _notes(self, height: int, width: int, mode: str | None, crop: str, transparent: bool) -> tuple[
             tuple[int, int] | None, str | None, list[str]]:
         s = self.image_size
         notes: list[str] = []
@@ -189,8 +189,8 @@ class Attributor:
         converted = None
         if mode is not None and mode != target:
             converted = f"{mode} -> {target}"
-            if "A" in mode or mode == "P":
-                notes.append("transparent pixels were flattened onto black")
+        if transparent:
+            notes.append("transparent pixels were flattened onto black")
         return resized_from, converted, notes
 
     def _prepare_array(self, image: Any, key: str, mode: str | None) -> _Prepared:
@@ -205,7 +205,7 @@ class Attributor:
             mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}.get(1 if arr.ndim == 2 else arr.shape[2])
         prep = self._preprocess(height, width)
         pixels = prepare_array(arr, prep, name=key)
-        return _Prepared(pixels, *self._notes(height, width, mode, prep.crop))
+        return _Prepared(pixels, *self._notes(height, width, mode, prep.crop, "A" in (mode or "").upper()))
 
     def _prepare_file(self, path: str | os.PathLike) -> _Prepared:
         from privattrib.data.io import open_image
@@ -215,8 +215,9 @@ class Attributor:
         height, width = oriented_size(im)
         mode = im.mode
         prep = self._preprocess(height, width)
+        transparent = "A" in mode.upper() or "transparency" in im.info
         pixels = prepare_image(im, path, prep)
-        return _Prepared(pixels, *self._notes(height, width, mode, prep.crop))
+        return _Prepared(pixels, *self._notes(height, width, mode, prep.crop, transparent))
 
     # -- predicting -----------------------------------------------------------------------
 

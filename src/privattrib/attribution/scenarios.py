@@ -41,6 +41,7 @@ import torch
 from privattrib.attribution.models import load_classifier, make_classifier, save_classifier
 from privattrib.common import file_lock, resolve_device, stable_hash
 from privattrib.data.dataset import LabeledImages
+from privattrib.threads import fit_threads
 from privattrib.training import TrainConfig, TrainResult, as_uint8_tensor, clone_model, predict, train_classifier
 
 __all__ = [
@@ -197,6 +198,8 @@ def obfuscate_images(
         raise ValueError(f"{len(src)} images but {len(keys)} keys")
     out = torch.empty(src.shape, dtype=torch.uint8, device=device)
     for start in range(0, len(src), chunk):
+        if device.type == "cpu":
+            fit_threads()
         part = src[start:start + chunk].to(device)
         result = obfuscation(part, seed=seed, keys=list(keys[start:start + chunk]))
         result = as_uint8_tensor(result, f"output of {getattr(obfuscation, 'spec', obfuscation)!r}")

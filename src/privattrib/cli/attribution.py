@@ -146,7 +146,7 @@ def attribute(
     files, bad, ignored = _gather(list(images))
     try:
         attributor = load_attributor(model, device=device)
-    except AttributorError as exc:
+    except (AttributorError, ValueError, OSError) as exc:  # ValueError, OSError: the demo model's training
         _err(f"error: --model: {exc}")
         raise typer.Exit(2) from None
     for line in _model_summary(attributor):
@@ -154,8 +154,12 @@ def attribute(
     if ignored:
         _err(f"ignored {ignored} entr{'y' if ignored == 1 else 'ies'} of the input folders that are not images by "
              "name (hidden or another extension)")
-    attributions, skipped = attributor.predict_files(files, batch_size=batch_size, workers=workers,
-                                                     progress=len(files) >= 64)
+    try:
+        attributions, skipped = attributor.predict_files(files, batch_size=batch_size, workers=workers,
+                                                         progress=len(files) >= 64)
+    except KeyboardInterrupt:
+        _err("interrupted: nothing was written")
+        raise typer.Exit(130) from None
     bad += [(s.path, s.reason) for s in skipped]
     names = attributor.class_names
     if as_json:

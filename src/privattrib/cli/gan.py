@@ -59,20 +59,19 @@ def train(
     dp_noise: Optional[float] = typer.Option(None, "--dp-noise", help="dp-dcgan: noise multiplier"),
     dp_clip: Optional[float] = typer.Option(None, "--dp-clip", help="dp-dcgan: per-example clipping norm"),
     dp_delta: Optional[float] = typer.Option(None, "--dp-delta", help="dp-dcgan: delta (default min(1e-5, 1/(10 N)))"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (1 is fastest on a busy machine)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: one per core that other processes leave free, checked every second)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Train one GAN; writes config.json, checkpoint.pt, log.jsonl, samples/, quality.json, summary.json."""
-    import torch
-
     from privattrib.data import load_source
     from privattrib.gans import PRESETS, train_gan
+    from privattrib.threads import pin_threads
 
     if threads is not None:
         if threads < 1:
             typer.echo("error: --threads must be >= 1", err=True)
             raise typer.Exit(2)
-        torch.set_num_threads(threads)
+        pin_threads(threads)
 
     try:
         train_size = size or (PRESETS[preset]["size"] if preset in PRESETS else 64)

@@ -34,6 +34,7 @@ from privattrib.data.dataset import LabeledImages
 from privattrib.gans import losses
 from privattrib.gans.quality import gan_quality, resize_uint8
 from privattrib.gans.registry import GanArch, check_size, get_arch
+from privattrib.threads import fit_threads
 
 log = logging.getLogger("privattrib.gans")
 
@@ -543,6 +544,8 @@ def _loop(trainer: _Trainer, data: torch.Tensor, run_dir: Path, start: int, elap
         task = bar.add_task(f"{cfg['arch']} {cfg['size']}px", total=cfg["steps"], completed=start, info="")
         try:
             while step < cfg["steps"]:
+                if trainer.device.type == "cpu":
+                    fit_threads()  # follow the cores other processes leave free (rate-limited, cheap)
                 ld, lg = trainer.step(data, step)
                 step += 1
                 sum_d += ld
