@@ -24,10 +24,11 @@ import json
 import re
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -309,77 +310,52 @@ class ProtectService:
             UploadError: a file that is not a usable image (400), too large (413), an option that
                 is not allowed (422), no face found under the ``skip`` policy (422).
         """
-        from privattrib.data.io import BadImageError, image_pixels, open_image_bytes
-        from privattrib.obfuscation.publish import Publisher, PublishOptionError, noise_warning
-
         name = _display_name(filename)
         if not data:
             raise UploadError(400, f"{name}: the file is empty (0 bytes)", "file")
         if len(data) > self.max_upload_bytes:
             raise UploadError(413, f"{name}: the file is {format_bytes(len(data))}, over the limit of "
                                    f"{format_bytes(self.max_upload_bytes)}", "file")
-        spec = resolve_spec(request.method, request.params)
-        try:
-            publisher = Publisher(spec, seed=request.seed, faces=request.faces, if_no_face=request.if_no_face,
-                                  margin=request.margin)
-        except PublishOptionError as exc:
-            raise UploadError(422, str(exc), _OPTION_FIELDS.get(exc.option)) from None
+        publisher = _publisher(request)
         with self._lock:
-            timing: dict[str, float] = {}
-            start = time.perf_counter()
-            try:
-                im = open_image_bytes(data, name, max_pixels=self.max_pixels)
-                source = {"name": name, "format": im.format, "mode": im.mode, "bytes": len(data),
-                          "exif_orientation": _exif_orientation(im)}
-                original = image_pixels(im, name)
-            except BadImageError as exc:
-                status = 413 if "over the limit" in exc.reason or "bomb" in exc.reason else 400
-                raise UploadError(status, f"{name}: {exc.reason}", "file") from None
-            source["height"], source["width"] = original.shape[:2]
-            source["channels"] = original.shape[2]
-            timing["decode"] = time.perf_counter() - start
-            t = time.perf_counter()
-            try:
-                result = publisher.protect(original, key=name)
-            except ValueError as exc:  # the method cannot take this image (svd-mp's k above its side...)
-                raise UploadError(422, f"{name}: {exc}", "method") from None
-            if result.pixels is None:
-                raise UploadError(422, f"{name}: no face found (the offline detector can miss faces: profiles, small "
-                                       "or covered ones); nothing was protected. Choose 'obfuscate the whole image' "
-                                       "or turn off 'faces only'.", "faces")
-            png = result.png()
-            timing["protect"] = time.perf_counter() - t
-            ob = publisher.method
-            report: dict[str, Any] = {
-                "input": source,
-                "method": {**ob.describe(), "warning": noise_warning(ob), "seeded": publisher.seeded},
-                "faces": None if not request.faces else {
-                    "detector": publisher.backend, "found": result.faces, "status": result.status,
-                    "boxes": result.boxes.tolist() if result.boxes is not None else None,
-                    "margin": publisher.margin},
-                "status": result.status,
-                "metrics": None, "attribution": None, "reid": None,
-            }
+            timing = _Stopwatch()
+            with timing("decode"):
+                mode, original, source = self._decode(data, name)
+            with timing("protect"):
+                result = _protect_pixels(publisher, original, name)
+                png = result.png()
+            report = _describe(source, publisher, result, request.faces)
             if analyse:
-                t = time.perf_counter()
-                report["metrics"] = _utility(original, result.pixels)
-                timing["metrics"] = time.perf_counter() - t
+                with timing("metrics"):
+                    report["metrics"] = _utility(original, result.pixels)
                 if self.attributor is not None:
-                    t = time.perf_counter()
-                    report["attribution"] = self._attribute(original, result.pixels, name, im.mode)
-                    timing["attribution"] = time.perf_counter() - t
+                    with timing("attribution"):
+                        report["attribution"] = self._attribute(original, result.pixels, name, mode)
                 if self.gallery is not None:
-                    t = time.perf_counter()
-                    report["reid"] = self._reid(original, result.pixels, result.boxes)
-                    timing["reid"] = time.perf_counter() - t
+                    with timing("reid"):
+                        report["reid"] = self._reid(original, result.pixels, result.boxes)
             preview = _preview_png(original) if analyse else b""
-            timing["total"] = time.perf_counter() - start
-            report["timing_s"] = timing
+            report["timing_s"] = timing.finish()
             report = _json_ready(report)
-            download = f"{_safe_stem(filename)}-protected.png"
             if self.keep_uploads is not None:
                 report["kept_in"] = str(self._keep(data, filename, png, report))
-        return ProtectResult(png=png, preview_png=preview, download_name=download, report=report)
+        return ProtectResult(png=png, preview_png=preview, download_name=f"{_safe_stem(filename)}-protected.png",
+                             report=report)
+
+    def _decode(self, data: bytes, name: str) -> tuple[str, np.ndarray, dict[str, Any]]:
+        """(the file's Pillow mode, its oriented uint8 H x W x C pixels, what the page says about it)."""
+        from privattrib.data.io import BadImageError, image_pixels, open_image_bytes
+
+        try:
+            im = open_image_bytes(data, name, max_pixels=self.max_pixels)
+            source = {"name": name, "format": im.format, "mode": im.mode, "bytes": len(data),
+                      "exif_orientation": _exif_orientation(im)}
+            pixels = image_pixels(im, name)
+        except BadImageError as exc:
+            status = 413 if "over the limit" in exc.reason or "bomb" in exc.reason else 400
+            raise UploadError(status, f"{name}: {exc.reason}", "file") from None
+        height, width, channels = pixels.shape
+        return im.mode, pixels, {**source, "height": height, "width": width, "channels": channels}
 
     def _attribute(self, original: np.ndarray, protected: np.ndarray, name: str, mode: str) -> dict[str, Any]:
         before, after = self.attributor.predict([original, protected], keys=[name, f"{name} (protected)"],
@@ -405,6 +381,66 @@ class ProtectService:
         atomic_write_bytes(folder / "protected.png", png)
         atomic_write_text(folder / "report.json", json.dumps(report, indent=2, default=str))
         return folder
+
+
+def _publisher(request: ProtectRequest):
+    """The publishing options of a request, checked (the code path of ``privattrib obfuscate``)."""
+    from privattrib.obfuscation.publish import Publisher, PublishOptionError
+
+    spec = resolve_spec(request.method, request.params)
+    try:
+        return Publisher(spec, seed=request.seed, faces=request.faces, if_no_face=request.if_no_face,
+                         margin=request.margin)
+    except PublishOptionError as exc:
+        raise UploadError(422, str(exc), _OPTION_FIELDS.get(exc.option)) from None
+
+
+def _protect_pixels(publisher, original: np.ndarray, name: str):
+    """:meth:`Publisher.protect` with its refusals as messages for the page."""
+    try:
+        result = publisher.protect(original, key=name)
+    except ValueError as exc:  # the method cannot take this image (svd-mp's k above its side...)
+        raise UploadError(422, f"{name}: {exc}", "method") from None
+    if result.pixels is None:
+        raise UploadError(422, f"{name}: no face found (the offline detector can miss faces: profiles, small "
+                               "or covered ones); nothing was protected. Choose 'obfuscate the whole photo' "
+                               "or turn off 'faces only'.", "faces")
+    return result
+
+
+def _describe(source: dict, publisher, result, faces: bool) -> dict[str, Any]:
+    """The report's first part: the input, the method and its privacy, the faces found."""
+    from privattrib.obfuscation.publish import noise_warning
+
+    ob = publisher.method
+    return {
+        "input": source,
+        "method": {**ob.describe(), "warning": noise_warning(ob), "seeded": publisher.seeded},
+        "faces": None if not faces else {
+            "detector": publisher.backend, "found": result.faces, "status": result.status,
+            "boxes": result.boxes.tolist() if result.boxes is not None else None, "margin": publisher.margin},
+        "status": result.status,
+        "metrics": None, "attribution": None, "reid": None,
+    }
+
+
+class _Stopwatch:
+    """``with watch("step"): ...`` records each step's seconds; :meth:`finish` adds the total."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[step] = time.perf_counter() - t
+
+    def finish(self) -> dict[str, float]:
+        return {**self.seconds, "total": time.perf_counter() - self.start}
 
 
 def build_service(
