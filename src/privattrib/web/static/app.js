@@ -371,7 +371,8 @@ function renderReid(r) {
   ]));
   body.append(el("p", { class: "note" }, "What this means: a classifier trained on clean photos of the gallery's " +
     "people (a naive attacker) is asked who is in the original and who is in the protected photo. It always names " +
-    "one of the gallery's people, so the figure means something only when the photo shows one of them. An attacker " +
+    "one of the gallery's people, so the figure means something only when the photo shows one of them (and a photo " +
+    "that is itself in the gallery is recognised more easily than a new one). An attacker " +
     "who retrains on photos protected the same way does better; ", el("code", { text: "privattrib attack reid" }),
     " measures that on a whole set."));
 }
