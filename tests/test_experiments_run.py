@@ -16,6 +16,7 @@ import yaml
 
 from privattrib.experiments import load_spec, read_csv, run_experiment, validate_spec
 from privattrib.experiments.store import SpecChangedError
+from privattrib.report import build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,6 +62,8 @@ def test_tiny_grid_schema_and_report(tmp_path):
     spec = validate_spec(tiny_spec(tmp_path))
     out = tmp_path / "run"
     result = run_experiment(spec, out, progress=False)
+    assert not (out / "report.html").exists()  # the runner stores rows; the report is its own stage
+    build_report(out)
     cells = spec.cells()
     assert result.failures == {}
     assert result.ran == len(cells) == 1 + 3 * 3
@@ -98,18 +101,18 @@ def test_tiny_grid_schema_and_report(tmp_path):
     assert (out / "report.html").is_file()
 
     # a rerun recomputes nothing
-    again = run_experiment(spec, out, progress=False, report=False)
+    again = run_experiment(spec, out, progress=False)
     assert again.ran == 0 and again.skipped == len(cells)
 
     # new fine-tune options invalidate the fine-tune rows only
     tuned = validate_spec(tiny_spec(tmp_path, classifier={**spec.classifier, "fine_tune_epochs": 2}))
     with pytest.raises(SpecChangedError, match="attribution:fine-tune"):
-        run_experiment(tuned, out, progress=False, report=False)
-    res = run_experiment(tuned, out, progress=False, report=False, force=True)
+        run_experiment(tuned, out, progress=False)
+    res = run_experiment(tuned, out, progress=False, force=True)
     assert res.ran == 3 and res.skipped == len(cells) - 3
     # a spec that no longer runs fine-tune only hides those rows
     no_ft = validate_spec(tiny_spec(tmp_path, scenarios=["clean-train", "obfuscated-train"]))
-    assert run_experiment(no_ft, out, progress=False, report=False).ran == 0
+    assert run_experiment(no_ft, out, progress=False).ran == 0
 
     # a changed classifier invalidates the rows: refused, then moved aside with force
     changed = validate_spec(tiny_spec(tmp_path, classifier={"arch": "yu2019", "epochs": 2, "batch": 16, "fmap_base": 64, "fmap_max": 32}))
@@ -118,7 +121,7 @@ def test_tiny_grid_schema_and_report(tmp_path):
     # a grown grid is not a change: only the new cells run
     grown = validate_spec(tiny_spec(tmp_path, obfuscations=["none", "pixelate:b=[2,4,8]", "dp-pix:b=4,m=1,epsilon=[1]"],
                                     scenarios=["clean-train"]))
-    res = run_experiment(grown, out, progress=False, report=False)
+    res = run_experiment(grown, out, progress=False)
     assert res.ran == 1 and res.skipped == 4
 
 
@@ -209,11 +212,11 @@ def test_a_moved_repository_resumes_without_recomputing(tmp_path):
     raw = tiny_spec(tmp_path, obfuscations=["none", "pixelate:b=2"], scenarios=["clean-train"])
     raw["data"]["sources"]["fake"] = "data/fakes"
     raw["data"]["cache_dir"] = "cache"
-    first = run_experiment(validate_spec(raw, base_dir=repo), repo / "runs" / "x", progress=False, report=False)
+    first = run_experiment(validate_spec(raw, base_dir=repo), repo / "runs" / "x", progress=False)
     assert first.ran == 2 and not first.failures
     moved = tmp_path / "moved"
     shutil.move(repo, moved)
-    again = run_experiment(validate_spec(raw, base_dir=moved), moved / "runs" / "x", progress=False, report=False)
+    again = run_experiment(validate_spec(raw, base_dir=moved), moved / "runs" / "x", progress=False)
     assert (again.skipped, again.ran) == (2, 0)
     assert len(list((moved / "runs" / "x" / "data").iterdir())) == 1  # the data were not assembled again
 
@@ -228,7 +231,7 @@ def test_a_run_of_an_older_version_is_adopted_and_then_survives_a_move(tmp_path)
     raw = tiny_spec(tmp_path, obfuscations=["none", "pixelate:b=2"], scenarios=["clean-train"])
     raw["data"]["sources"]["fake"] = "data/fakes"
     spec, out = validate_spec(raw, base_dir=repo), repo / "runs" / "x"
-    run_experiment(spec, out, progress=False, report=False)
+    run_experiment(spec, out, progress=False)
     # what an older privattrib left: rows stamped with the resolved-path key, data named by it
     old_stamp = spec.task_hashes(legacy=True)["attribution"]
     assert old_stamp != spec.task_hashes()["attribution"]
@@ -241,11 +244,11 @@ def test_a_run_of_an_older_version_is_adopted_and_then_survives_a_move(tmp_path)
     assert [p.name for p in (out / "data").iterdir()] == [spec.data_hash()]
     assert {json.loads(p.read_text())["rows_hash"] for p in (out / "cells").glob("*.json")} == {
         spec.task_hashes()["attribution"]}
-    assert "2 of 2 cells finished" in (out / "report.html").read_text()
+    assert "2 of 2 cells finished" in build_report(out).read_text()
 
     shutil.move(repo, tmp_path / "moved")
     moved = run_experiment(validate_spec(raw, base_dir=tmp_path / "moved"), tmp_path / "moved" / "runs" / "x",
-                           progress=False, report=False)
+                           progress=False)
     assert (moved.skipped, moved.ran) == (2, 0)
 
 
@@ -269,7 +272,7 @@ def test_gan_sources_train_on_the_real_training_pool(tmp_path):
                           "overrides": {"width": 8, "quality_samples": 16}}},
     }
     spec = validate_spec(raw)
-    result = run_experiment(spec, tmp_path / "run", progress=False, report=False)
+    result = run_experiment(spec, tmp_path / "run", progress=False)
     assert result.failures == {} and result.ran == 1
     from privattrib.experiments import load_experiment_data
 
@@ -287,7 +290,7 @@ def test_gan_sources_train_on_the_real_training_pool(tmp_path):
     run_dir = info["dcgan"]["run_dir"]
     raw2 = dict(raw, name="reuse")
     raw2["data"] = dict(raw["data"], sources={"real": raw["data"]["sources"]["real"], "zoo": {"gan_run": run_dir}})
-    res2 = run_experiment(validate_spec(raw2), tmp_path / "run2", progress=False, report=False)
+    res2 = run_experiment(validate_spec(raw2), tmp_path / "run2", progress=False)
     assert res2.failures == {} and res2.ran == 1
 
 
@@ -312,7 +315,7 @@ def test_attack_rows_join_the_grid(tmp_path):
     rec = next(r for r in rows if r["task"] == "reconstruct")
     for col in ("psnr_obfuscated", "psnr_restored", "reid_obfuscated", "reid_restored"):
         assert rec[col] is not None
-    html = (tmp_path / "run" / "report.html").read_text()
+    html = build_report(tmp_path / "run").read_text()
     assert "Re-identification" in html and "Reconstruction" in html
 
 
@@ -334,13 +337,13 @@ def test_other_images_behind_an_attack_path_are_refused_not_mixed_in(tmp_path):
     raw["attacks"] = {"reid": {"data": {"identities": "ids"}, "arch": {"arch": "mcpherson2016", "epochs": 1},
                                "train_per_identity": 4, "test_per_identity": 2, "variants": ["retrain"]}}
     out = tmp_path / "run"
-    first = run_experiment(validate_spec(raw, base_dir=tmp_path), out, progress=False, report=False)
+    first = run_experiment(validate_spec(raw, base_dir=tmp_path), out, progress=False)
     assert first.failures == {} and first.ran == 2
     write_identities(seed=1)  # other people's images under the same file names
     raw["seeds"] = [0, 1]
     with pytest.raises(SpecChangedError, match="identity set of attack reid"):
-        run_experiment(validate_spec(raw, base_dir=tmp_path), out, progress=False, report=False)
-    forced = run_experiment(validate_spec(raw, base_dir=tmp_path), out, progress=False, report=False, force=True)
+        run_experiment(validate_spec(raw, base_dir=tmp_path), out, progress=False)
+    forced = run_experiment(validate_spec(raw, base_dir=tmp_path), out, progress=False, force=True)
     assert forced.failures == {} and forced.skipped == 1 and forced.ran == 3  # seed 0's reid row recomputed
     assert len(list((out / "stale").rglob("*.json"))) == 1
 

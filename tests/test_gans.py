@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from privattrib.data.dataset import LabeledImages
 from privattrib.gans import available_archs, gan_quality, load_gan, sample_gan, sample_to_folder, train_gan
-from privattrib.gans.train import build_nets
+from privattrib.gans.nets import build_nets
 
 FAST = {"width": 8, "z_dim": 16, "quality_samples": 16}
 

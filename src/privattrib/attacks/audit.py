@@ -311,22 +311,98 @@ def audit(
             a metric on singular values, not an m-pixel neighbourhood epsilon.
         ValueError: bad parameters.
     """
-    import torch
-
     from privattrib.common import resolve_device
 
-    if isinstance(mechanism, str):
-        from privattrib.obfuscation import make
-
-        mechanism = make(mechanism)
     if trials < 200:
         raise ValueError(f"trials must be >= 200 (half select the test, half measure it), got {trials}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if statistic not in ("auto", "cell-mean", "matched"):
+        raise ValueError(f"statistic must be 'auto', 'cell-mean' or 'matched', got {statistic!r}")
+    mechanism, info = _auditable(mechanism)
     name = str(getattr(mechanism, "name", ""))
     params = dict(getattr(mechanism, "params", {}) or {})
+    claimed = getattr(mechanism, "epsilon", None)
+    claimed = None if claimed is None else float(claimed)
+    blurs = "k" in params or "blur" in name
+    pair = neighbouring_pair(int(params.get("b", 1)), int(params.get("m", 1)), channels=channels,
+                             min_height=min_size, min_width=min_size)
+    notes = _setup_notes(params, claimed, blurs, pair)
+    if statistic == "auto":
+        statistic = "matched" if blurs else "cell-mean"
+    dev = resolve_device(device)
+    alpha = 1.0 - confidence
+    start = time.perf_counter()
+
+    def sample(progress_cb=None):
+        return _sample_scores(mechanism, pair, statistic, trials, seed=seed, device=dev, batch_size=batch_size,
+                              progress_cb=progress_cb)
+
+    if progress:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        with Progress(transient=True, console=Console(stderr=True)) as bar:
+            task = bar.add_task(f"audit {getattr(mechanism, 'spec', name)}", total=2 * trials)
+            draws, statistic_text = sample(lambda k: bar.advance(task, k))
+    else:
+        draws, statistic_text = sample()
+    draw_s = time.perf_counter() - start
+
+    # Each sample is split into a selection half (chooses the statistic's direction, the threshold
+    # and the side of the test) and an evaluation half (measures the error rates): draws are
+    # i.i.d., so the bound on the evaluation half is valid whatever the selection chose.
+    (sel_a, ev_a), (sel_b, ev_b) = draws["A"], draws["B"]
+    direction, threshold = _choose_test(sel_a, sel_b, alpha)
+    measured = _measure_test(ev_a, ev_b, direction, threshold, alpha)
+    if measured.at_ceiling:
+        notes.append(
+            f"the test made no error in {len(ev_a)} + {len(ev_b)} evaluation draws, so {measured.epsilon:.4g} is "
+            "the ceiling of what this many draws can show, not an estimate: the true epsilon may be far larger "
+            "(more --trials raise the ceiling slowly, about log(trials))"
+        )
+    half = trials // 2
+    return AuditResult(
+        method=info,
+        spec=str(getattr(mechanism, "spec", name)),
+        claimed_epsilon=claimed,
+        epsilon_lower_bound=measured.epsilon,
+        violated=claimed is not None and measured.epsilon > claimed,
+        epsilon_ceiling=measured.ceiling,
+        at_ceiling=measured.at_ceiling,
+        trials=trials,
+        confidence=confidence,
+        test={
+            "statistic": statistic_text,
+            "rule": f"say x_B when statistic {direction} {threshold:.4g}",
+            "direction": direction,
+            "threshold": threshold,
+            "selection_draws_per_image": half,
+            "evaluation_draws_per_image": trials - half,
+            "bounds": "one-sided Clopper-Pearson upper bounds on FPR and FNR, each at 1 - alpha/2 (Bonferroni)",
+        },
+        fpr=measured.fp / len(ev_a),
+        fnr=measured.fn / len(ev_b),
+        fpr_upper=measured.fpr_upper,
+        fnr_upper=measured.fnr_upper,
+        pair=pair.describe(),
+        seed=seed,
+        wall_s=time.perf_counter() - start,
+        draws_per_s=2 * trials / max(draw_s, 1e-9),
+        notes=notes,
+    )
+
+
+def _auditable(mechanism: Any) -> tuple[Any, dict]:
+    """The mechanism object (a spec string is made) and its ``describe()``; refuses d_X-private
+    methods, which have no neighbourhood epsilon."""
+    if isinstance(mechanism, str):
+        from privattrib.obfuscation import make
+
+        mechanism = make(mechanism)
+    name = str(getattr(mechanism, "name", ""))
     info = _describe(mechanism)
     notion = str(info.get("privacy", info.get("privacy_notion", ""))).lower()
     if name.startswith("svd") or "d_x" in notion:
@@ -336,78 +412,73 @@ def audit(
             "for m-pixel neighbours; there is no neighbourhood epsilon to audit. Two images that differ in "
             "a few pixels also differ in their singular vectors, which this mechanism does not protect."
         )
-    claimed = getattr(mechanism, "epsilon", None)
-    claimed = None if claimed is None else float(claimed)
+    return mechanism, info
+
+
+def _setup_notes(params: dict, claimed: float | None, blurs: bool, pair: NeighbourPair) -> list[str]:
+    """What the reader of the bound should know about how the method was audited."""
     notes: list[str] = []
-    b = int(params.get("b", 1))
     m = int(params.get("m", 1))
     if "m" not in params:
         notes.append("method has no neighbourhood parameter m; audited with m = 1 (a one-pixel change)")
     if claimed is None:
         notes.append("method claims no differential privacy; the bound shows how distinguishable it is")
-    blurs = "k" in params or "blur" in name
     if blurs and claimed is not None:
         notes.append(
             "the output is blurred after the noisy cells: every output pixel mixes the target cell with "
             "its neighbours' noise, so the bound is valid but loose"
         )
-    pair = neighbouring_pair(b, m, channels=channels, min_height=min_size, min_width=min_size)
     if pair.changed_pixels < m:
-        notes.append(f"no cell holds m={m} pixels (b={b}); the pair flips one full cell of {pair.changed_pixels}, "
-                     f"so the bound can show at most epsilon*{pair.changed_pixels}/{m}: valid but loose")
-    if statistic == "auto":
-        statistic = "matched" if blurs else "cell-mean"
-    if statistic not in ("cell-mean", "matched"):
-        raise ValueError(f"statistic must be 'auto', 'cell-mean' or 'matched', got {statistic!r}")
-    dev = resolve_device(device)
-    alpha = 1.0 - confidence
+        notes.append(f"no cell holds m={m} pixels (b={int(params.get('b', 1))}); the pair flips one full cell of "
+                     f"{pair.changed_pixels}, so the bound can show at most epsilon*{pair.changed_pixels}/{m}: "
+                     "valid but loose")
+    return notes
+
+
+def _sample_scores(mechanism: Any, pair: NeighbourPair, statistic: str, trials: int, *, seed: int, device,
+                   batch_size: int, progress_cb: Callable[[int], None] | None):
+    """``trials`` draws of the mechanism on each image of the pair, reduced to one score each.
+
+    Returns:
+        ``({"A": (selection, evaluation), "B": (...)}, description of the statistic)``: float64
+        scores, the first ``trials // 2`` draws of each image for selecting the test, the rest for
+        measuring it.
+    """
+    import torch
+
     half = trials // 2
-    start = time.perf_counter()
+    common = dict(seed=seed, device=device, batch_size=batch_size, progress_cb=progress_cb)
+    images = (("A", pair.image_a), ("B", pair.image_b))
+    draws = {}
+    with torch.no_grad():
+        if statistic == "cell-mean":
+            cell_mean = _cell_mean_statistic(pair.cell)
+            for name, image in images:
+                scores = _draw(mechanism, image, start=0, stop=trials, key_prefix=f"audit/{name}",
+                               statistic=cell_mean, **common)
+                draws[name] = (scores[:half], scores[half:])
+            return draws, "mean output value over the target cell"
+        # matched filter: the direction E[M(x_B)] - E[M(x_A)] is estimated on the selection
+        # draws only, then every draw is projected onto it
+        selection = {name: _draw(mechanism, image, start=0, stop=half, key_prefix=f"audit/{name}",
+                                 statistic=None, **common)
+                     for name, image in images}
+        direction = selection["B"].mean(axis=0, dtype=np.float64) - selection["A"].mean(axis=0, dtype=np.float64)
+        weights = torch.from_numpy(direction).to(device)
 
-    def run(progress_cb=None):
-        common = dict(seed=seed, device=dev, batch_size=batch_size, progress_cb=progress_cb)
-        draws = {}
-        with torch.no_grad():
-            if statistic == "cell-mean":
-                cell_mean = _cell_mean_statistic(pair.cell)
-                for name, image in (("A", pair.image_a), ("B", pair.image_b)):
-                    scores = _draw(mechanism, image, start=0, stop=trials, key_prefix=f"audit/{name}",
-                                   statistic=cell_mean, **common)
-                    draws[name] = (scores[:half], scores[half:])
-                return draws, "mean output value over the target cell"
-            # matched filter: the direction E[M(x_B)] - E[M(x_A)] is estimated on the selection
-            # draws only, then every draw is projected onto it
-            selection = {name: _draw(mechanism, image, start=0, stop=half, key_prefix=f"audit/{name}",
-                                     statistic=None, **common)
-                         for name, image in (("A", pair.image_a), ("B", pair.image_b))}
-            direction = selection["B"].mean(axis=0, dtype=np.float64) - selection["A"].mean(axis=0, dtype=np.float64)
-            weights = torch.from_numpy(direction).to(dev)
+        def project(outputs):
+            return outputs.reshape(len(outputs), -1).double() @ weights
 
-            def project(outputs):
-                return outputs.reshape(len(outputs), -1).double() @ weights
+        for name, image in images:
+            evaluation = _draw(mechanism, image, start=half, stop=trials, key_prefix=f"audit/{name}",
+                               statistic=project, **common)
+            draws[name] = (selection[name].astype(np.float64) @ direction, evaluation)
+        return draws, ("projection of the output on E[M(x_B)] - E[M(x_A)] (matched filter), the direction "
+                       "estimated on the selection draws")
 
-            for name, image in (("A", pair.image_a), ("B", pair.image_b)):
-                evaluation = _draw(mechanism, image, start=half, stop=trials, key_prefix=f"audit/{name}",
-                                   statistic=project, **common)
-                draws[name] = (selection[name].astype(np.float64) @ direction, evaluation)
-            return draws, ("projection of the output on E[M(x_B)] - E[M(x_A)] (matched filter), the direction "
-                           "estimated on the selection draws")
 
-    if progress:
-        from rich.console import Console
-        from rich.progress import Progress
-
-        with Progress(transient=True, console=Console(stderr=True)) as bar:
-            task = bar.add_task(f"audit {getattr(mechanism, 'spec', name)}", total=2 * trials)
-            draws, statistic_text = run(lambda k: bar.advance(task, k))
-    else:
-        draws, statistic_text = run()
-    draw_s = time.perf_counter() - start
-
-    # Each sample is split into a selection half (chooses the statistic's direction, the threshold
-    # and the side of the test) and an evaluation half (measures the error rates): draws are
-    # i.i.d., so the bound on the evaluation half is valid whatever the selection chose.
-    (sel_a, ev_a), (sel_b, ev_b) = draws["A"], draws["B"]
+def _choose_test(sel_a: np.ndarray, sel_b: np.ndarray, alpha: float) -> tuple[str, float]:
+    """The threshold test (side, threshold) with the largest bound on the selection draws."""
     candidates = np.unique(np.concatenate([sel_a, sel_b]))
     if len(candidates) > 4096:
         candidates = np.unique(np.quantile(candidates, np.linspace(0, 1, 4096)))
@@ -420,53 +491,33 @@ def audit(
         clopper_pearson_upper(down_fn, len(sel_b), alpha / 2),
     )
     if eps_up.max() >= eps_down.max():
-        direction, threshold = ">=", float(candidates[int(np.argmax(eps_up))])
-    else:
-        direction, threshold = "<=", float(candidates[int(np.argmax(eps_down))])
+        return ">=", float(candidates[int(np.argmax(eps_up))])
+    return "<=", float(candidates[int(np.argmax(eps_down))])
 
-    (up_fp, up_fn), (down_fp, down_fn) = _threshold_tests(ev_a, ev_b, np.array([threshold]))
-    fp, fn = (up_fp, up_fn) if direction == ">=" else (down_fp, down_fn)
+
+@dataclass
+class _Measured:
+    """Error counts of the chosen test on the evaluation draws and the bound they give."""
+
+    fp: int
+    fn: int
+    fpr_upper: float
+    fnr_upper: float
+    epsilon: float
+    ceiling: float  # the largest bound this many draws can give (no error at all)
+
+    @property
+    def at_ceiling(self) -> bool:
+        return self.fp == 0 and self.fn == 0
+
+
+def _measure_test(ev_a: np.ndarray, ev_b: np.ndarray, direction: str, threshold: float, alpha: float) -> _Measured:
+    up, down = _threshold_tests(ev_a, ev_b, np.array([threshold]))
+    fp, fn = up if direction == ">=" else down
     fp, fn = int(fp[0]), int(fn[0])
     fpr_u = float(clopper_pearson_upper(fp, len(ev_a), alpha / 2))
     fnr_u = float(clopper_pearson_upper(fn, len(ev_b), alpha / 2))
-    eps_lb = float(epsilon_lower_bound(fpr_u, fnr_u))
-    # With no error at all the bound is the most this many draws can show, not a measurement
     ceiling = float(epsilon_lower_bound(clopper_pearson_upper(0, len(ev_a), alpha / 2),
                                         clopper_pearson_upper(0, len(ev_b), alpha / 2)))
-    at_ceiling = fp == 0 and fn == 0
-    if at_ceiling:
-        notes.append(
-            f"the test made no error in {len(ev_a)} + {len(ev_b)} evaluation draws, so {eps_lb:.4g} is the "
-            "ceiling of what this many draws can show, not an estimate: the true epsilon may be far larger "
-            "(more --trials raise the ceiling slowly, about log(trials))"
-        )
-    wall = time.perf_counter() - start
-    return AuditResult(
-        method=info,
-        spec=str(getattr(mechanism, "spec", name)),
-        claimed_epsilon=claimed,
-        epsilon_lower_bound=eps_lb,
-        violated=claimed is not None and eps_lb > claimed,
-        epsilon_ceiling=ceiling,
-        at_ceiling=at_ceiling,
-        trials=trials,
-        confidence=confidence,
-        test={
-            "statistic": statistic_text,
-            "rule": f"say x_B when statistic {direction} {threshold:.4g}",
-            "direction": direction,
-            "threshold": threshold,
-            "selection_draws_per_image": half,
-            "evaluation_draws_per_image": trials - half,
-            "bounds": "one-sided Clopper-Pearson upper bounds on FPR and FNR, each at 1 - alpha/2 (Bonferroni)",
-        },
-        fpr=fp / len(ev_a),
-        fnr=fn / len(ev_b),
-        fpr_upper=fpr_u,
-        fnr_upper=fnr_u,
-        pair=pair.describe(),
-        seed=seed,
-        wall_s=wall,
-        draws_per_s=2 * trials / max(draw_s, 1e-9),
-        notes=notes,
-    )
+    return _Measured(fp=fp, fn=fn, fpr_upper=fpr_u, fnr_upper=fnr_u,
+                     epsilon=float(epsilon_lower_bound(fpr_u, fnr_u)), ceiling=ceiling)

@@ -176,8 +176,8 @@ class Attributor:
         if (height, width) != (s, s):
             resized_from = (height, width)
             if crop == "yu2019":
-                notes.append(f"cropped 128 x 128 around (89, 121), Yu et al.'s crop of aligned CelebA images "
-                             f"(as the real training images were), then resized {width}x{height} -> {s}x{s}")
+                notes.append(f"cropped 128x128 around (89, 121) of the {width}x{height} image, Yu et al.'s crop of "
+                             f"aligned CelebA images (as the real training images were), then resized to {s}x{s}")
             else:
                 side = min(height, width)
                 how = f"centre-cropped to {side}x{side}, then resized" if height != width else "resized"
@@ -440,8 +440,8 @@ def load_attributor(model: str | os.PathLike, device: str = "auto", *, progress:
         model: a checkpoint written by ``privattrib train-attributor``; a classifier checkpoint
             written by ``privattrib run`` (``OUTDIR/models/clean-models/*.pt`` or a scenario model
             ``OUTDIR/models/*.pt``), which is uncalibrated (T = 1); an experiment OUTDIR (its clean
-            model of the lowest seed); or ``"demo"`` (trains the demo model on first use, about a
-            minute on 2 CPU cores, then reuses it from the cache).
+            model of the lowest seed); or ``"demo"`` (trains the demo model on first use, one to two
+            minutes of CPU time, then reuses it from the cache).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         progress: progress bars while the demo model trains.
 
@@ -548,6 +548,24 @@ def _from_attributor_block(model, path: Path, block: dict, extra: dict, device: 
     )
 
 
+def resolved_source(src: dict) -> dict:
+    """An experiment-spec source with an ``auto`` kind replaced by the kind the data layer detects
+    (left as it is when its path is gone)."""
+    if src.get("kind") != "auto" or not Path(src.get("path", "")).exists():
+        return src
+    from privattrib.data.sources import detect_kind
+
+    return {**src, "kind": detect_kind(src["path"])}
+
+
+def training_crop(real_source: dict) -> str:
+    """How the data layer cropped the real class's training images: the source's own ``crop``
+    option, else Yu et al.'s crop for CelebA and the centred square for anything else."""
+    real_source = resolved_source(real_source)
+    return (real_source.get("options") or {}).get("crop") or (
+        "yu2019" if real_source.get("kind") == "celeba" else "center")
+
+
 def _experiment_dir(path: Path) -> Path | None:
     """The OUTDIR of a checkpoint written by ``privattrib run``, if it is where run puts them."""
     parent = path.resolve().parent
@@ -570,15 +588,8 @@ def _from_run_checkpoint(model, path: Path, class_names: list[str], extra: dict,
             manifest = {}
     spec = manifest.get("spec") or {}
     sources = (spec.get("data") or {}).get("sources") or {}
-    real = sources.get(_REAL_CLASS)
-    crop = "center"
-    if real is not None:
-        kind = real.get("kind")
-        if kind == "auto" and Path(real.get("path", "")).exists():
-            from privattrib.data.sources import detect_kind
-
-            kind = detect_kind(real["path"])
-        crop = (real.get("options") or {}).get("crop") or ("yu2019" if kind == "celeba" else "center")
+    sources = {name: resolved_source(src) for name, src in sources.items()}
+    crop = training_crop(sources[_REAL_CLASS]) if _REAL_CLASS in sources else "center"
     size, channels = int(config["image_size"]), int(config["in_channels"])
     scenario = extra.get("scenario", "clean-train")
     trained_on = "clean images" if scenario == "clean-train" else f"images obfuscated with {extra.get('spec')} ({scenario})"

@@ -19,19 +19,31 @@ def _console():
     return Console(stderr=True)
 
 
+def _build_report(outdir: Path, console) -> Optional[Path]:
+    """report.html from the stored rows; a failure is reported, not raised (the rows are safe)."""
+    from privattrib.report import build_report
+
+    try:
+        return build_report(outdir)
+    except Exception as exc:  # noqa: BLE001 - say why, and how to retry
+        console.print(f"[red]report failed[/]: {exc!r} (rerun `privattrib report {outdir}`)")
+        return None
+
+
 def _finish(result, console, *, table_title: str) -> None:
     from rich.console import Console
 
     from privattrib.report import summary_rich_table
 
+    report_html = _build_report(result.outdir, console)
     out = Console()
     if result.rows:
         out.print(summary_rich_table(result.rows, title=table_title))
     out.print(f"{result.ran} cells run, {result.skipped} already done, {len(result.failures)} failed "
               f"of {result.total} in {result.wall_s:.0f} s")
     out.print(f"results: {result.results_csv}")
-    if result.report_html is not None:
-        out.print(f"report:  [bold]{result.report_html}[/]")
+    if report_html is not None:
+        out.print(f"report:  [bold]{report_html}[/]")
     if result.failures:
         console.print(f"[red]{len(result.failures)} cell(s) failed[/] (listed in {result.outdir / 'failures.json'}); "
                       "rerun the same command to retry them")

@@ -5,7 +5,9 @@
 2. Assemble the data once (real split, GAN sources trained and sampled; cached, resumable).
 3. Run every cell whose row file does not exist yet, with a live progress display, storing each
    row atomically as it finishes and regenerating ``results.csv`` after it.
-4. Build ``report.html``.
+
+The report is built from the stored rows by its own stage (:func:`privattrib.report.build_report`,
+which ``privattrib run`` calls after this runner).
 
 Killing the process at any point loses at most the cells that were running; the same command
 resumes. Cell order is seed-major, and each seed's first cell that needs the clean classifier
@@ -53,7 +55,6 @@ class RunResult:
     failures: dict = field(default_factory=dict)
     rows: list = field(default_factory=list)
     results_csv: Path | None = None
-    report_html: Path | None = None
     wall_s: float = 0.0
 
 
@@ -245,8 +246,7 @@ def first_wave(cells: list[Cell], done: set[str]) -> list[Cell]:
 
 def run_experiment(spec: ExperimentSpec, outdir: str | os.PathLike, *, executor: str = "local",
                    address: str | None = None, force: bool = False, device: str | None = None,
-                   progress: bool = True, console=None, report: bool = True,
-                   fail_fast: bool = False, gpus_per_cell: float | None = None) -> RunResult:
+                   progress: bool = True, console=None, fail_fast: bool = False, gpus_per_cell: float | None = None) -> RunResult:
     """Run (or resume) every cell of ``spec`` into ``outdir``.
 
     Args:
@@ -256,7 +256,6 @@ def run_experiment(spec: ExperimentSpec, outdir: str | os.PathLike, *, executor:
         force: when OUTDIR holds rows of a different spec, move them to ``OUTDIR/stale`` instead of refusing.
         device: overrides the spec's ``device``.
         progress: live progress display (rich).
-        report: build ``report.html`` at the end.
         fail_fast: stop at the first failing cell instead of running the others.
         gpus_per_cell: Ray only: GPUs each cell asks for (default 1 when the cluster has GPUs).
 
@@ -271,7 +270,7 @@ def run_experiment(spec: ExperimentSpec, outdir: str | os.PathLike, *, executor:
     outdir.mkdir(parents=True, exist_ok=True)
     with _exclusive(outdir):
         return _run_locked(spec, outdir, executor=executor, address=address, force=force, device=device,
-                           progress=progress, console=console, report=report, fail_fast=fail_fast,
+                           progress=progress, console=console, fail_fast=fail_fast,
                            started=started, gpus_per_cell=gpus_per_cell)
 
 
@@ -293,7 +292,7 @@ def _exclusive(outdir: Path):
 
 
 def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force, device, progress, console,
-                report, fail_fast, started, gpus_per_cell) -> RunResult:
+                fail_fast, started, gpus_per_cell) -> RunResult:
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
@@ -376,17 +375,8 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
         os.unlink(outdir / "failures.json")
     rows = store.rows(stems)
     csv_path = store.write_csv(rows)
-    html = None
-    if report:
-        from privattrib.report import build_report
-
-        try:
-            html = build_report(outdir)
-        except Exception as exc:  # noqa: BLE001 - rows are safe; say why the report failed
-            console.log(f"[red]report failed[/]: {exc!r} (rerun `privattrib report {outdir}`)")
     return RunResult(outdir=outdir, total=len(cells), skipped=len(done), ran=ran, failures=failures,
-                     rows=rows, results_csv=csv_path, report_html=html,
-                     wall_s=time.perf_counter() - started)
+                     rows=rows, results_csv=csv_path, wall_s=time.perf_counter() - started)
 
 
 def check_local_device(device: str) -> None:

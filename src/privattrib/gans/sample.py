@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from privattrib.common import resolve_device
+from privattrib.gans.nets import CHECKPOINT_FORMAT, build_nets
 
 
 def fixed_noise(config: dict, n: int, seed: int | None = None) -> torch.Tensor:
@@ -58,8 +59,6 @@ def load_gan(run_dir: str | Path, device: str = "auto") -> tuple[nn.Module, dict
     Reads ``generator.pt`` when it is as new as the checkpoint; otherwise (an interrupted run)
     takes the checkpoint's generator and re-estimates its batch-norm statistics.
     """
-    from privattrib.gans.train import CHECKPOINT_FORMAT, build_nets
-
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     final, ckpt_path = run_dir / "generator.pt", run_dir / "checkpoint.pt"

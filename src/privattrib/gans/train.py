@@ -33,12 +33,13 @@ from privattrib.common import atomic_torch_save, atomic_write_text, resolve_devi
 from privattrib.data.dataset import LabeledImages
 from privattrib.gans import losses
 from privattrib.gans.quality import gan_quality, resize_uint8
+from privattrib.gans.nets import CHECKPOINT_FORMAT, build_nets, mix_seed
 from privattrib.gans.registry import GanArch, check_size, get_arch
+from privattrib.gans.sample import calibrate_batchnorm, fixed_noise, sample_gan, save_grid
 from privattrib.threads import fit_threads
 
 log = logging.getLogger("privattrib.gans")
 
-CHECKPOINT_FORMAT = "privattrib-gan/1"
 
 #: Defaults for options no preset sets.
 DEFAULTS: dict[str, Any] = {
@@ -246,21 +247,6 @@ def _identity(config: dict) -> str:
     return stable_hash({k: v for k, v in config.items() if k not in _NOT_IDENTITY})
 
 
-def _mix_seed(seed: int, step: int, stream: int = 0) -> int:
-    # SplitMix64-style mixing: distinct, well-spread seeds for (seed, step, stream).
-    x = (seed * 0x9E3779B97F4A7C15 + step * 0xBF58476D1CE4E5B9 + stream * 0x94D049BB133111EB) & (2**64 - 1)
-    x ^= x >> 31
-    return x & (2**63 - 1)
-
-
-def build_nets(config: dict) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The (untrained) generator and discriminator a config describes, seeded by its seed."""
-    spec = get_arch(config["arch"])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_mix_seed(config["seed"], 0, stream=1))
-        return spec.build(config["size"], config["channels"], config["width"], config["z_dim"])
-
-
 class _Trainer:
     """Holds the nets, optimisers and (for DP) the Opacus pieces of one run."""
 
@@ -335,7 +321,7 @@ class _Trainer:
 
     def step(self, data: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One generator update after ``n_critic`` discriminator updates; returns detached losses."""
-        self.rng.manual_seed(_mix_seed(self.config["seed"], step))
+        self.rng.manual_seed(mix_seed(self.config["seed"], step))
         kind = self.recipe["loss"]
         self.G.train()
         self.D.train()
@@ -526,7 +512,6 @@ def _progress_bar(enabled: bool):
 
 def _loop(trainer: _Trainer, data: torch.Tensor, run_dir: Path, start: int, elapsed0: float, progress: bool) -> None:
     cfg = trainer.config
-    from privattrib.gans.sample import fixed_noise, save_grid
 
     grid_z = fixed_noise(cfg, 64).to(trainer.device)
     (run_dir / "samples").mkdir(exist_ok=True)
@@ -582,7 +567,6 @@ def _loop(trainer: _Trainer, data: torch.Tensor, run_dir: Path, start: int, elap
 
 def _finish(trainer: _Trainer, run_dir: Path, images: np.ndarray, device: torch.device, progress: bool) -> None:
     """Final generator with re-estimated batch-norm statistics, quality report, summary."""
-    from privattrib.gans.sample import calibrate_batchnorm, sample_gan
 
     cfg = trainer.config
     ckpt = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
