@@ -51,6 +51,17 @@ def test_ssim_edge_cases():
         M.ssim(np.zeros((10, 12), np.uint8), np.zeros((10, 12), np.uint8))
 
 
+@pytest.mark.parametrize("h", [11, 12, 30, 47])
+def test_large_images_take_the_banded_ssim_path_with_the_same_values(h, monkeypatch):
+    x, y = _pair(n=2, h=h, w=29, c=3)
+    whole = M.ssim(x, y)  # small: one pass over the stacked planes
+    monkeypatch.setattr(M, "_SSIM_BAND_ABOVE", 0)  # every image counts as large
+    monkeypatch.setattr(M, "_SSIM_BAND_ROWS", 7)  # many bands, the last one short
+    np.testing.assert_allclose(M.ssim(x, y), whole, rtol=0, atol=1e-12)
+    ref = np.array([_sk_ssim(x[i], y[i]) for i in range(2)])
+    np.testing.assert_allclose(M.ssim(x, y), ref, atol=1e-5)
+
+
 def test_torch_conv_path_equals_cpu_path():
     """The code that runs on CUDA (grouped conv2d, float32 there) agrees with the CPU path."""
     x, y = _pair(n=2, h=30, w=30)

@@ -226,6 +226,12 @@ def _ssim_from_shifted_moments(mu_a, mu_b, e_aa, e_bb, e_ab, c1: float, c2: floa
     return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_a + var_b + c2))
 
 
+#: Above this many values per image, SSIM is computed plane by plane in bands of rows (a 12
+#: megapixel photo in one pass holds a dozen float64 maps of 36 M values: gigabytes, and slow).
+_SSIM_BAND_ABOVE = 1 << 21
+_SSIM_BAND_ROWS = 256
+
+
 def _ssim_cpu(x: np.ndarray, y: np.ndarray, c1: float, c2: float) -> np.ndarray:
     """SSIM of uint8 ``(N, C, H, W)`` views with OpenCV's separable filter.
 
@@ -239,6 +245,10 @@ def _ssim_cpu(x: np.ndarray, y: np.ndarray, c1: float, c2: float) -> np.ndarray:
     taps = np.exp(-0.5 * (np.arange(-r, r + 1) / _SSIM_SIGMA) ** 2)
     taps = (taps / taps.sum()).astype(np.float32)
     out = np.empty(n, dtype=np.float64)
+    if c * h * w > _SSIM_BAND_ABOVE:
+        for i in range(n):
+            out[i] = np.mean([_ssim_plane_banded(x[i, k], y[i, k], taps, c1, c2) for k in range(c)])
+        return out
     step = max(1, (1 << 17) // max(1, c * h * w))
     for s in range(0, n, step):
         # Planes stacked into one tall image: rows mixed across plane borders fall in the 5-pixel
@@ -254,6 +264,28 @@ def _ssim_cpu(x: np.ndarray, y: np.ndarray, c1: float, c2: float) -> np.ndarray:
         smap = _ssim_from_shifted_moments(filt(a), filt(b), filt(a * a), filt(b * b), filt(a * b), c1, c2)
         out[s : s + step] = smap.reshape(m, -1).mean(1).reshape(-1, c).mean(1)
     return out
+
+
+def _ssim_plane_banded(x: np.ndarray, y: np.ndarray, taps: np.ndarray, c1: float, c2: float) -> float:
+    """Mean SSIM of one uint8 H x W plane, filtered in bands of rows. Each band carries the
+    ``_SSIM_RADIUS`` rows above and below it, so every kept value sees the same pixels as in one
+    pass; the reflected border rows a band adds are among those it discards."""
+    import cv2
+
+    h, w = x.shape
+    r = _SSIM_RADIUS
+    total = 0.0
+    for top in range(r, h - r, _SSIM_BAND_ROWS):
+        bottom = min(top + _SSIM_BAND_ROWS, h - r)
+        a = np.asarray(x[top - r : bottom + r], dtype=np.float32) - 128.0
+        b = np.asarray(y[top - r : bottom + r], dtype=np.float32) - 128.0
+
+        def filt(img):
+            f = cv2.sepFilter2D(img, cv2.CV_32F, taps, taps, borderType=cv2.BORDER_REFLECT)
+            return f[r : f.shape[0] - r, r : w - r].astype(np.float64)
+
+        total += float(_ssim_from_shifted_moments(filt(a), filt(b), filt(a * a), filt(b * b), filt(a * b), c1, c2).sum())
+    return total / ((h - 2 * r) * (w - 2 * r))
 
 
 # ----------------------------------------------------------------------------- classification

@@ -13,7 +13,9 @@ from typing import List, Optional
 
 import typer
 
-NO_FACE_POLICIES = ("skip", "whole", "keep")
+#: The flag of each option the publishing library checks (for its error messages).
+_OPTION_FLAGS = {"method": "--method", "faces": "--faces", "box": "--box", "if_no_face": "--if-no-face",
+                 "margin": "--margin", "seed": "--seed", "detector": "--detector"}
 
 
 @dataclass
@@ -111,36 +113,14 @@ def obfuscate(
     2 for bad arguments.
     """
     from privattrib.data import BadImageError, load_image, save_png
-    from privattrib.obfuscation import make, parse_spec
-    from privattrib.obfuscation.regions import detect_faces, obfuscate_regions, parse_box, resolve_backend
+    from privattrib.obfuscation.publish import Publisher, PublishOptionError, noise_warning
 
     try:
-        name, given = parse_spec(method)
-        ob = make(method)
-        # Publishing gets the exact noise (the fast float noise is attackable, Mironov 2012) unless
-        # a --seed asks for reproducible output, which only the fast noise can give
-        if seed is None and "noise" not in given and "noise" in {p.name for p in ob.params_spec}:
-            ob = make(name, **{**given, "noise": "secure"})
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--method")
-    if faces and box:
-        raise typer.BadParameter("use either --faces or --box, not both", param_hint="--faces")
-    if if_no_face not in NO_FACE_POLICIES:
-        raise typer.BadParameter(f"use one of {NO_FACE_POLICIES}", param_hint="--if-no-face")
-    if faces and not 0 <= margin <= 2:
-        raise typer.BadParameter(f"the margin is a fraction of the face box in [0, 2], got {margin}", param_hint="--margin")
-    if seed is not None and not 0 <= seed < 2**64:
-        raise typer.BadParameter("the seed must be an integer in [0, 2**64)", param_hint="--seed")
-    try:
-        boxes = [parse_box(b) for b in box] if box else None
-        if faces:
-            backend = resolve_backend(detector)
-    except (ValueError, RuntimeError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="--box" if box else "--detector")
-    if seed is None:
-        import secrets
-
-        seed = secrets.randbits(63)  # one secret seed for the run; never printed
+        publisher = Publisher(method, seed=seed, faces=faces, boxes=box, if_no_face=if_no_face,
+                              detector=detector, margin=margin)
+    except PublishOptionError as exc:
+        raise typer.BadParameter(str(exc), param_hint=_OPTION_FLAGS[exc.option])
+    ob, backend = publisher.method, publisher.backend
     jobs, bad, ignored = _plan([Path(p) for p in inputs], output)
     total = len(jobs) + len(bad)
     err = lambda msg: typer.echo(msg, err=True)  # noqa: E731
@@ -163,31 +143,17 @@ def obfuscate(
         task = bar.add_task("files", total=len(jobs))
         for job in jobs:
             bar.advance(task)
-            status, n_faces = "written", None
             try:
                 img = load_image(job.src)
+                result = publisher.protect(img, key=job.rel)
+                status, n_faces = result.status, result.faces
                 if faces:
-                    found = detect_faces(img, backend=backend, margin=margin)
-                    n_faces = len(found)
                     face_counts.append((job.rel, n_faces))
-                    if n_faces:
-                        out = obfuscate_regions(ob, img, found, seed=seed, key=job.rel)
-                    elif if_no_face == "whole":
-                        out, status = ob(img, seed=seed, keys=[job.rel]), "written (no face: whole image)"
-                    elif if_no_face == "keep":
-                        out, status = img, "written (no face: NOT obfuscated)"
-                    else:
-                        bad.append((str(job.src), "no face found (detector miss?); use --if-no-face whole or keep"))
-                        rows.append({"input": str(job.src), "output": "", "faces": 0, "status": "skipped: no face found"})
-                        continue
-                elif boxes:
-                    h, w = img.shape[:2]
-                    inside = [b for b in boxes if b[0] < w and b[1] < h]
-                    if not inside:
-                        raise BadImageError(job.src, f"every --box lies outside this {w}x{h} image")
-                    out = obfuscate_regions(ob, img, inside, seed=seed, key=job.rel)
-                else:
-                    out = ob(img, seed=seed, keys=[job.rel])
+                if result.pixels is None:
+                    bad.append((str(job.src), "no face found (detector miss?); use --if-no-face whole or keep"))
+                    rows.append({"input": str(job.src), "output": "", "faces": 0, "status": result.status})
+                    continue
+                out = result.pixels
                 save_png(job.out, out, protect=[job.src])
                 written += 1
                 rows.append({"input": str(job.src), "output": str(job.out),
@@ -220,12 +186,9 @@ def obfuscate(
     desc = ob.describe() if hasattr(ob, "describe") else {}
     typer.echo(f"{written} of {total} written to {output} with {ob.spec}; {len(bad)} skipped"
                + (f"; privacy: {desc.get('privacy')}" if desc.get("privacy") else ""))
-    if ob.params.get("noise") == "fast":
-        err("note: noise=fast draws float Laplace noise, which an attacker can exploit (Mironov 2012); "
-            "for photos you publish leave out --seed and noise= (then noise=secure)")
-    elif getattr(ob, "randomized", False) and "noise" not in ob.params:
-        err(f"note: {ob.name} has no exact noise backend: its float noise comes from a seeded "
-            "non-cryptographic generator; keep the seed secret")
+    warning = noise_warning(ob)
+    if warning:
+        err(f"note: {warning}")
     if report is not None:
         for row in rows:
             row["method"] = ob.spec

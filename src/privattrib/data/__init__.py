@@ -16,6 +16,7 @@ from privattrib.common import lazy_exports
 _EXPORTS = {
     "LabeledImages": "privattrib.data.dataset",
     "load_image": "privattrib.data.io",
+    "load_image_bytes": "privattrib.data.io",
     "save_png": "privattrib.data.io",
     "encode_png": "privattrib.data.io",
     "walk_images": "privattrib.data.io",

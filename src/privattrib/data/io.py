@@ -1,10 +1,10 @@
 """Reading and writing single image files, safely.
 
-``load_image`` turns any odd-but-valid file (CMYK, 16-bit, palette, alpha, EXIF-rotated, 1 x 1)
-into a plain uint8 H x W x C array and refuses everything else with a :class:`BadImageError`
-that names the file and says why. ``save_png`` writes pixels only, never metadata.
-``walk_images`` lists the image files under a folder without ever hanging (symlink loops, FIFOs)
-and says why each other entry was left out.
+``load_image`` (``load_image_bytes`` for an upload held in memory) turns any odd-but-valid file
+(CMYK, 16-bit, palette, alpha, EXIF-rotated, 1 x 1) into a plain uint8 H x W x C array and
+refuses everything else with a :class:`BadImageError` that names the file and says why.
+``save_png`` writes pixels only, never metadata. ``walk_images`` lists the image files under a
+folder without ever hanging (symlink loops, FIFOs) and says why each other entry was left out.
 """
 
 from __future__ import annotations
@@ -138,24 +138,44 @@ def open_image(
         BadImageError: not a regular file, empty, not an image, or larger than ``max_pixels``.
     """
     path = Path(path)
-    data = _read_file(path, max_bytes)
+    return open_image_bytes(_read_file(path, max_bytes), path, max_pixels=max_pixels)
+
+
+def open_image_bytes(
+    data: bytes,
+    name: str | os.PathLike = "<bytes>",
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Image.Image:
+    """Open encoded image bytes held in memory (an upload) with the checks of :func:`open_image`.
+
+    Args:
+        data: the file's bytes.
+        name: what error messages call it (a file name).
+        max_pixels: refuse images whose header claims more pixels (decompression bombs).
+
+    Raises:
+        BadImageError: empty, not an image, or larger than ``max_pixels``.
+    """
+    if not data:
+        raise BadImageError(name, "empty file (0 bytes)")
     with warnings.catch_warnings():
         # We apply our own explicit limit below; Pillow's warning would only be noise.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             im = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as exc:
-            raise BadImageError(path, f"decompression bomb refused: {exc}") from None
+            raise BadImageError(name, f"decompression bomb refused: {exc}") from None
         except UnidentifiedImageError:
-            raise BadImageError(path, "not an image (content is no recognised image format)") from None
+            raise BadImageError(name, "not an image (content is no recognised image format)") from None
         except (OSError, SyntaxError, ValueError) as exc:
-            raise BadImageError(path, f"unreadable image header: {exc}") from None
+            raise BadImageError(name, f"unreadable image header: {exc}") from None
     w, h = im.size
     if w < 1 or h < 1:
-        raise BadImageError(path, f"image has no pixels ({w}x{h})")
+        raise BadImageError(name, f"image has no pixels ({w}x{h})")
     if w * h > max_pixels:
         raise BadImageError(
-            path,
+            name,
             f"image claims {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
             "(decompression-bomb guard; raise max_pixels if the file is genuine)",
         )
@@ -179,6 +199,11 @@ def decode_image(im: Image.Image, path: str | os.PathLike, transpose: bool = Tru
             raise BadImageError(path, f"truncated or corrupt image data ({msg})") from None
         raise BadImageError(path, f"corrupt image data ({msg})") from None
     return im
+
+
+def _check_channels(channels: int | None) -> None:
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
 
 
 def load_image(
@@ -207,13 +232,40 @@ def load_image(
         BadImageError: the file cannot be used; ``reason`` says why.
         ValueError: ``channels`` is not None, 1 or 3.
     """
-    if channels not in (None, 1, 3):
-        raise ValueError(f"channels must be None, 1 or 3, got {channels!r}")
-    im = decode_image(open_image(path, max_pixels=max_pixels), path)
+    _check_channels(channels)
+    return image_pixels(open_image(path, max_pixels=max_pixels), path, channels)
+
+
+def load_image_bytes(
+    data: bytes,
+    name: str | os.PathLike = "<bytes>",
+    channels: int | None = None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """:func:`load_image` for encoded bytes held in memory (an upload): the same checks and conversions.
+
+    Args:
+        data: the file's bytes.
+        name: what error messages call it (a file name).
+        channels, max_pixels: as for :func:`load_image`.
+
+    Returns:
+        uint8 array H x W x C, C-contiguous.
+    """
+    _check_channels(channels)
+    return image_pixels(open_image_bytes(data, name, max_pixels=max_pixels), name, channels)
+
+
+def image_pixels(im: Image.Image, name: str | os.PathLike, channels: int | None = None) -> np.ndarray:
+    """Decode an image opened by :func:`open_image` / :func:`open_image_bytes` into uint8 H x W x C
+    pixels, with every conversion :func:`load_image` documents (EXIF orientation applied)."""
+    _check_channels(channels)
+    im = decode_image(im, name)
     try:
         arr = _to_uint8_array(im)
     except (OSError, ValueError) as exc:
-        raise BadImageError(path, f"cannot convert mode {im.mode}: {exc}") from None
+        raise BadImageError(name, f"cannot convert mode {im.mode}: {exc}") from None
     return _set_channels(arr, channels)
 
 

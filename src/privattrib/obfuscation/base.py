@@ -77,6 +77,22 @@ class Param:
             parts.append("(optional)")
         return " ".join(parts)
 
+    def as_dict(self) -> dict[str, Any]:
+        """The parameter as JSON-ready data: what ``privattrib methods --json`` lists and what the
+        web page builds its form from (``type`` is ``"integer"``, ``"number"`` or ``"string"``)."""
+        return {
+            "name": self.name,
+            "default": self.default,
+            "allowed": self.allowed(),
+            "help": self.help,
+            "type": {int: "integer", float: "number", str: "string"}[self.type],
+            "choices": list(self.choices) if self.choices else None,
+            "minimum": self.minimum,
+            "exclusive_minimum": self.exclusive_minimum,
+            "odd": self.odd,
+            "optional": self.default is None and not self.required,
+        }
+
     def coerce(self, method: str, value: Any) -> Any:
         """Convert ``value`` (a Python value or its spec-string text) and check it; ValueError if not allowed."""
         if value is None:
@@ -386,17 +402,15 @@ def expand_grid(spec: str) -> list[str]:
 
 
 def describe_all() -> list[dict[str, Any]]:
-    """One row per registered method: parameters with defaults and allowed values, privacy, paper."""
+    """One row per registered method: parameters (:meth:`Param.as_dict`: defaults, allowed values,
+    types and bounds), privacy, paper."""
     rows = []
     for name, cls in _REGISTRY.items():
         rows.append(
             {
                 "name": name,
                 "summary": cls.summary,
-                "parameters": [
-                    {"name": p.name, "default": p.default, "allowed": p.allowed(), "help": p.help}
-                    for p in cls.params_spec
-                ],
+                "parameters": [p.as_dict() for p in cls.params_spec],
                 "privacy": cls.privacy,
                 "paper": cls.paper,
                 "example": make(name).spec,

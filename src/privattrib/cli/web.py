@@ -1,0 +1,119 @@
+"""``privattrib serve``: the local web page (upload a photo, protect it, see what still leaks)."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail now, before minutes of model loading, when the address cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise typer.BadParameter(f"port {port} on {host} is already in use; choose another with --port",
+                                         param_hint="--port") from None
+            raise typer.BadParameter(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                                     param_hint="--host") from None
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's verbs to the main app."""
+
+    @app.command("serve")
+    def serve(
+        host: str = typer.Option("127.0.0.1", help="Address to listen on. The default reaches this computer only; "
+                                 "anything else makes the page reachable from other machines (a loud warning says so)."),
+        port: int = typer.Option(8000, min=1, max=65535, help="Port to listen on."),
+        model: Optional[str] = typer.Option(None, "--model", help="Attribution model: a checkpoint of "
+                                            "`privattrib train-attributor` or `privattrib run`, an experiment OUTDIR, "
+                                            "or 'demo'. Default: none (no attribution shown)."),
+        reid_gallery: Optional[Path] = typer.Option(None, "--reid-gallery", help="Identity gallery: one sub-folder of "
+                                                    "photos per person. An identity classifier is trained on it (cached) "
+                                                    "to say whether a protected photo is still recognised."),
+        reid_size: int = typer.Option(64, min=16, max=256, help="Side of the gallery classifier's input (pixels)."),
+        reid_epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs of the gallery classifier "
+                                                  "(default: the re-identification attack's, 40)."),
+        keep_uploads: Optional[Path] = typer.Option(None, "--keep-uploads", help="Keep every upload (as sent, "
+                                                    "metadata included), its protected PNG and the report in this "
+                                                    "folder. Default: nothing is kept."),
+        max_upload_mb: float = typer.Option(30.0, min=0.01, help="Largest upload accepted (MB)."),
+        max_megapixels: float = typer.Option(24.0, min=0.0001, help="Largest image accepted (megapixels)."),
+        device: str = typer.Option("auto", help="Where the models run: auto | cpu | cuda."),
+    ) -> None:
+        """Serve the web page on this computer: upload a photo, pick a method and its parameters, see
+        both images, PSNR/SSIM, attribution before and after, and the re-identification risk;
+        download the protected PNG (pixels only)."""
+        try:
+            import fastapi  # noqa: F401
+            import multipart  # noqa: F401  (python-multipart)
+            import uvicorn
+        except ImportError as exc:
+            typer.echo(f"privattrib serve needs the web extra ({exc.name} is missing): pip install 'privattrib[web]'",
+                       err=True)
+            raise typer.Exit(2)
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        loopback = _is_loopback(host)
+        if not loopback:
+            console.print(
+                f"[bold red]WARNING: listening on {host}, not on this computer only.[/bold red] Anyone who can reach "
+                f"this address on port {port} can use the page: upload photos to this machine, use its CPU, and "
+                "see what it answers. There is no login and no encryption (plain HTTP). Use the default "
+                "--host 127.0.0.1 unless you mean it.")
+        if reid_gallery is not None and not reid_gallery.is_dir():
+            raise typer.BadParameter(f"{reid_gallery} is not a folder (one sub-folder of photos per person)",
+                                     param_hint="--reid-gallery")
+        if keep_uploads is not None:
+            if keep_uploads.exists() and not keep_uploads.is_dir():
+                raise typer.BadParameter(f"{keep_uploads} exists and is not a folder", param_hint="--keep-uploads")
+            keep_uploads.mkdir(parents=True, exist_ok=True)
+            console.print(f"[yellow]Keeping every upload, metadata included, in {keep_uploads}[/yellow]")
+        _check_port_free(host, port)
+
+        from privattrib.attribution.inference import AttributorError
+        from privattrib.web.app import LOOPBACK_HOSTS, create_app
+        from privattrib.web.service import build_service
+
+        try:
+            service = build_service(model=model, reid_gallery=reid_gallery, reid_size=reid_size,
+                                    reid_epochs=reid_epochs, device=device, progress=True,
+                                    max_upload_bytes=int(max_upload_mb * 2**20),
+                                    max_pixels=int(max_megapixels * 1e6), keep_uploads=keep_uploads)
+        except AttributorError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--model") from None
+        except (ValueError, FileNotFoundError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--reid-gallery" if reid_gallery else "--model") from None
+        if service.attributor is not None:
+            for note in service.attributor.messages:
+                console.print(f"[dim]model: {note}[/dim]")
+        if service.gallery is not None:
+            g = service.gallery
+            console.print(f"identity gallery: {len(g.people)} people, held-out accuracy "
+                          f"{g.held_out_accuracy:.1%} (chance {g.chance:.1%})"
+                          + (" [dim](model from the cache)[/dim]" if g.from_cache else ""))
+        service.warm_up()
+        allowed = (*LOOPBACK_HOSTS, host) if loopback else None
+        app_ = create_app(service, allowed_hosts=allowed)
+        shown = f"[{host}]" if ":" in host else host
+        console.print(f"[bold green]privattrib page: http://{shown}:{port}/[/bold green]  (Ctrl+C to stop)")
+        uvicorn.run(app_, host=host.strip("[]"), port=port, log_level="warning", access_log=False)
