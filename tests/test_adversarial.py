@@ -205,8 +205,9 @@ def test_bad_parameters_are_refused_with_what_is_allowed(surrogate, params, frag
 def test_bad_models_are_refused(surrogate, tmp_path):
     with pytest.raises(ValueError, match="model' is required"):
         make("adv")
+    missing = make(f"adv:model={tmp_path / 'missing.pt'}")  # an experiment may name it before it is made
     with pytest.raises(ValueError, match="no such checkpoint"):
-        make(f"adv:model={tmp_path / 'missing.pt'}")
+        missing(np.zeros((1, SIZE, SIZE, 3), np.uint8), seed=0)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a classifier checkpoint"):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from privattrib.cli import attacks, data, experiments, gan, images, methods
+from privattrib.cli import adversarial, attacks, data, experiments, gan, images, methods
 
 app = typer.Typer(
     name="privattrib",
@@ -60,7 +60,7 @@ def version() -> None:
         typer.echo(line)
 
 
-for _module in (methods, images, data, gan, experiments, attacks):
+for _module in (methods, images, data, gan, experiments, attacks, adversarial):
     _module.register(app)
 
 

@@ -229,15 +229,18 @@ def write_manifest(store: ResultsStore, spec: ExperimentSpec, env: dict, executo
     atomic_write_text(store.outdir / "spec.yaml", yaml.safe_dump(spec.raw, sort_keys=False))
 
 
+_CLEAN_MODEL_SCENARIOS = ("clean-train", "fine-tune", "fine-tune+adv")
+
+
 def first_wave(cells: list[Cell], done: set[str]) -> list[Cell]:
     """Per seed, the first pending cell that needs the clean model, unless one is already done."""
-    seeds_ready = {c.seed for c in cells if c.file_stem in done and c.scenario in ("clean-train", "fine-tune")}
+    seeds_ready = {c.seed for c in cells if c.file_stem in done and c.scenario in _CLEAN_MODEL_SCENARIOS}
     # (attack cells cache their own clean identity classifier; they run in the second wave)
     wave, seen = [], set()
     for c in cells:
         if c.file_stem in done or c.seed in seeds_ready or c.seed in seen:
             continue
-        if c.scenario in ("clean-train", "fine-tune"):
+        if c.scenario in _CLEAN_MODEL_SCENARIOS:
             wave.append(c)
             seen.add(c.seed)
     return wave
@@ -321,6 +324,7 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
     store.write_csv(store.rows(stems))  # a kill between a row and its csv update is healed here
 
     todo = [c for c in cells if c.file_stem not in done]
+    check_method_models(todo)
     console.log(f"[bold]{spec.name}[/]: {len(cells)} cells, {len(done)} already done, {len(todo)} to run "
                 f"({executor} executor, device {env['device']})")
     failures: dict[str, str] = {}
@@ -387,6 +391,17 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
     return RunResult(outdir=outdir, total=len(cells), skipped=len(done), ran=ran, failures=failures,
                      rows=rows, results_csv=csv_path, report_html=html,
                      wall_s=time.perf_counter() - started)
+
+
+def check_method_models(cells: list[Cell]) -> None:
+    """Load the model every method of ``cells`` attacks (``adv``'s surrogate) before any data is
+    assembled, so that a missing or wrong checkpoint is named now, not by every cell later."""
+    from privattrib.obfuscation import make
+
+    for spec in dict.fromkeys(c.spec for c in cells):
+        ob = make(spec)
+        if callable(getattr(ob, "surrogate", None)):
+            ob.surrogate("cpu")
 
 
 def check_local_device(device: str) -> None:

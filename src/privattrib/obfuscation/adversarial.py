@@ -371,9 +371,8 @@ class AdversarialPerturbation(Obfuscation):
         if p["goal"] == "real" and p["target"] != "attribution":
             raise ValueError("adv: goal=real (launder a fake image as a camera photo) needs target=attribution; "
                              "with target=reid use goal=untargeted")
-        if not Path(p["model"]).expanduser().is_file():
-            raise ValueError(f"adv: model={p['model']}: no such checkpoint (make one with `privattrib adv surrogate` "
-                             "or privattrib.attribution.models.save_classifier)")
+        # The checkpoint is read at the first call (or by surrogate()), not here: an experiment
+        # file may name a surrogate that `privattrib adv surrogate` makes from that same file.
 
     @property
     def step_used(self) -> float:
@@ -493,6 +492,7 @@ def resolve_adv_train(options: Any) -> dict[str, Any]:
         options = {}
     if not isinstance(options, dict):
         raise ValueError(f"adv_train must be a mapping of options {sorted(_ADV_TRAIN_DEFAULTS)}, got {options!r}")
+    options = {k: v for k, v in options.items() if k != "step_used"}  # resolved options resolve to themselves
     unknown = sorted(set(options) - set(_ADV_TRAIN_DEFAULTS))
     if unknown:
         raise ValueError(f"adv_train: unknown option(s) {unknown}; allowed: {sorted(_ADV_TRAIN_DEFAULTS)}")

@@ -134,7 +134,8 @@ def summary_rich_table(rows: list[dict], title: str = "results (mean over seeds)
 
     summary = summarise([r for r in rows if r.get("task", "attribution") == "attribution"])
     scenarios = list(OrderedDict.fromkeys(e["scenario"] for e in summary))
-    short = {"clean-train": "clean", "obfuscated-train": "obf", "fine-tune": "tune"}
+    short = {"clean-train": "clean", "obfuscated-train": "obf", "fine-tune": "tune", "obfuscated-train+adv": "obf+adv",
+             "fine-tune+adv": "tune+adv"}
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("method setting", style="cyan", overflow="fold", min_width=min(26, max(
         [len(short_spec(e["spec"])) for e in summary] or [10])))

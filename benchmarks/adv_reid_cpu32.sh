@@ -1,0 +1,12 @@
+#!/bin/bash
+# The re-identification half of docs/adversarial.md: Yale B 48/12 at 32 px, 3 seeds, one thread.
+set -e
+cd "$(dirname "$0")/.."  # the repository root
+PY=${PY:-/work/main/.venv/bin/python}
+export PYTHONPATH=$PWD/src OMP_NUM_THREADS=1
+$PY benchmarks/reid_grid.py prepare --yaleb ../shared/data/yaleb --yaleb-size 32 --sets .cache/attacks-grid-32
+nice -n 10 $PY benchmarks/reid_grid.py run --sets .cache/attacks-grid-32 --out runs/adv-reid-cpu32 --device cpu \
+    --protocols yaleb-48/12 --epochs-scale 0.34 --tag cpu32-adv --compact --no-reconstruct --threads 1 \
+    --seeds 0 1 2 --transfer-archs resnet18:width=16 \
+    --methods none "adv:eps=4" "adv:eps=8" "dp-pix:b=1,m=1,epsilon=100" "dp-pix:b=1,m=1,epsilon=50" "adv:eps=2" \
+              "adv:eps=128,norm=l2" "dp-pix:b=1,m=1,epsilon=200" "dp-pix:b=1,m=1,epsilon=25"
