@@ -12,3 +12,4 @@ nice -n 10 $PY -m privattrib run examples/celeba-adv-immunization-cpu.yaml -o $O
 # an unseen architecture: the DCT detector of Frank et al. on the same data and perturbations
 mkdir -p $OUT-dct && ln -sfn ../$(basename $OUT)/data ../$(basename $OUT)/gans $OUT-dct/
 nice -n 10 $PY -m privattrib run examples/celeba-adv-dct-cpu.yaml -o $OUT-dct --device cpu --no-progress
+nice -n 10 $PY -m privattrib run examples/celeba-adv-immunization-scratch-cpu.yaml -o $OUT --device cpu --no-progress

@@ -5,8 +5,10 @@ cd "$(dirname "$0")/.."  # the repository root
 PY=${PY:-/work/main/.venv/bin/python}
 export PYTHONPATH=$PWD/src OMP_NUM_THREADS=1
 $PY benchmarks/reid_grid.py prepare --yaleb ../shared/data/yaleb --yaleb-size 32 --sets .cache/attacks-grid-32
-nice -n 10 $PY benchmarks/reid_grid.py run --sets .cache/attacks-grid-32 --out runs/adv-reid-cpu32 --device cpu \
-    --protocols yaleb-48/12 --epochs-scale 0.34 --tag cpu32-adv --compact --no-reconstruct --threads 1 \
-    --seeds 0 1 2 --transfer-archs resnet18:width=16 \
-    --methods none "adv:eps=4" "adv:eps=8" "dp-pix:b=1,m=1,epsilon=100" "dp-pix:b=1,m=1,epsilon=50" "adv:eps=2" \
-              "adv:eps=128,norm=l2" "dp-pix:b=1,m=1,epsilon=200" "dp-pix:b=1,m=1,epsilon=25"
+R="--sets .cache/attacks-grid-32 --out runs/adv-reid-cpu32 --device cpu --protocols yaleb-48/12 --epochs-scale 0.34
+   --tag cpu32-adv --compact --no-reconstruct --threads 1 --seeds 0 1 2 --transfer-archs resnet18:width=16"
+# the budgets that matter first (three seeds each), then the rest of the curve
+nice -n 10 $PY benchmarks/reid_grid.py run $R \
+    --methods none "adv:eps=4" "adv:eps=8" "dp-pix:b=1,m=1,epsilon=100" "dp-pix:b=1,m=1,epsilon=50"
+nice -n 10 $PY benchmarks/reid_grid.py run $R \
+    --methods "adv:eps=2" "adv:eps=128,norm=l2" "dp-pix:b=1,m=1,epsilon=200" "dp-pix:b=1,m=1,epsilon=25"
