@@ -1,5 +1,6 @@
 #!/bin/bash
 # The re-identification half of docs/adversarial.md: Yale B 48/12 at 32 px, 3 seeds, one thread.
+# Each invocation adds settings for all three seeds (rerunning resumes: finished cells are kept).
 set -e
 cd "$(dirname "$0")/.."  # the repository root
 PY=${PY:-/work/main/.venv/bin/python}
@@ -7,8 +8,8 @@ export PYTHONPATH=$PWD/src OMP_NUM_THREADS=1
 $PY benchmarks/reid_grid.py prepare --yaleb ../shared/data/yaleb --yaleb-size 32 --sets .cache/attacks-grid-32
 R="--sets .cache/attacks-grid-32 --out runs/adv-reid-cpu32 --device cpu --protocols yaleb-48/12 --epochs-scale 0.34
    --tag cpu32-adv --compact --no-reconstruct --threads 1 --seeds 0 1 2 --transfer-archs resnet18:width=16"
-# the budgets that matter first (three seeds each), then the rest of the curve
-nice -n 10 $PY benchmarks/reid_grid.py run $R \
-    --methods none "adv:eps=4" "adv:eps=8" "dp-pix:b=1,m=1,epsilon=100" "dp-pix:b=1,m=1,epsilon=50"
-nice -n 10 $PY benchmarks/reid_grid.py run $R \
-    --methods "adv:eps=2" "adv:eps=128,norm=l2" "dp-pix:b=1,m=1,epsilon=200" "dp-pix:b=1,m=1,epsilon=25"
+# in priority order: the clean reference and the middle budget, then the curve on both sides
+for methods in "none adv:eps=4" "dp-pix:b=1,m=1,epsilon=100" "adv:eps=8" "dp-pix:b=1,m=1,epsilon=50" "adv:eps=2" \
+               "dp-pix:b=1,m=1,epsilon=200" "adv:eps=128,norm=l2"; do
+    nice -n 10 $PY benchmarks/reid_grid.py run $R --methods $methods
+done

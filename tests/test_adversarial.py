@@ -266,3 +266,38 @@ def test_adversarial_training_transform_perturbs_a_seeded_share_within_budget(su
     assert torch.equal(out, transform(batch, y, index, 1, model))  # seeded
     assert not torch.equal(out, transform(batch, y, index, 2, model))  # fresh per epoch
     assert model.training is False  # the caller's mode is kept (the loop sets train mode itself)
+
+
+# ----------------------------------------------------------------------------- the grids' surrogates
+def test_reid_surrogate_and_the_white_box_figure_in_reid_rows(tmp_path):
+    from privattrib.attacks.reid import run_reid_cell, train_reid_surrogate
+    from privattrib.data import synthetic_faces
+
+    faces = synthetic_faces(n_identities=6, per_identity=10, size=16, seed=0)
+    cfg = {"arch": "mcpherson2016", "epochs": 3, "batch_size": 16}
+    with pytest.raises(ValueError, match="surrogate_seed must differ"):
+        train_reid_surrogate(faces, tmp_path / "s.pt", seed=0, surrogate_seed=0, arch_cfg=cfg)
+    path = train_reid_surrogate(faces, tmp_path / "s.pt", seed=0, surrogate_seed=1000, arch_cfg=cfg, device="cpu")
+    s = A.load_surrogate(path)
+    assert s.task == "reid" and s.num_classes == 6 and s.arch == "mcpherson2016"
+    row = run_reid_cell(faces, f"adv:eps=8,steps=3,model={path}", 0, cfg, tmp_path / "work", variant="no-retrain",
+                        device="cpu")
+    assert 0.0 <= row["accuracy_surrogate"] <= 1.0 and row["surrogate"]["sha256"] == s.sha256
+    assert row["method_describe"]["guarantee"].startswith("NONE")
+    assert 30 < row["psnr_obfuscated"] < 60
+    plain = run_reid_cell(faces, "pixelate:b=4", 0, cfg, tmp_path / "work", variant="no-retrain", device="cpu")
+    assert "accuracy_surrogate" not in plain
+
+
+def test_an_attribution_surrogate_must_not_share_a_grid_seed(tmp_path):
+    from privattrib.experiments import validate_spec
+    from privattrib.experiments.surrogate import train_surrogate
+
+    (tmp_path / "fakes").mkdir()
+    spec = validate_spec({
+        "name": "t", "data": {"size": 16, "sources": {"real": {"synthetic": {}}, "fake": str(tmp_path / "fakes")},
+                              "per_class": {"train": 4, "test": 2}},
+        "classifier": {"arch": "yu2019"}, "obfuscations": ["none"], "seeds": [0, 1]})
+    with pytest.raises(ValueError, match="one of the experiment's seeds"):
+        train_surrogate(spec, tmp_path / "out", seed=1)
+    assert not (tmp_path / "out").exists()  # refused before any work

@@ -1,6 +1,9 @@
-"""CLI verbs of the ``adv`` method: ``adv surrogate`` (the attribution classifier it attacks).
+"""CLI verbs of the ``adv`` method: the models it attacks.
 
-Thin: parses options and calls :func:`privattrib.experiments.surrogate.train_surrogate`.
+``adv surrogate`` (an attribution experiment's detector) and ``adv reid-surrogate`` (an identity
+classifier of a re-identification split). Thin: they parse options and call
+:func:`privattrib.experiments.surrogate.train_surrogate` and
+:func:`privattrib.attacks.reid.train_reid_surrogate`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,37 @@ def surrogate_command(
     except (SpecError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
+    typer.echo(f"surrogate: {path}")
+
+
+@adv_app.command("reid-surrogate")
+def reid_surrogate_command(
+    data: str = typer.Option(..., "--data", help="identity set: per-person folders (Yale B), a CelebA root, or "
+                             "synthetic:n_identities=40,per_identity=10"),
+    out: Path = typer.Option(..., "-o", "--out", help="checkpoint to write (.pt; its options beside it as .json)"),
+    seed: int = typer.Option(0, help="the split: the same seed as `attack reid --seed` protects that split's faces"),
+    surrogate_seed: int = typer.Option(1000, help="the surrogate's weight seed (not --seed: the attack's own "
+                                       "classifiers use that one)"),
+    arch: str = typer.Option("mcpherson2016", help="identity classifier (mcpherson2016, resnet18, ...)"),
+    train_per_identity: int = typer.Option(8), test_per_identity: int = typer.Option(2),
+    max_identities: Optional[int] = typer.Option(None),
+    size: int = typer.Option(32, help="image side in pixels after loading"),
+    epochs: int = typer.Option(40), batch_size: int = typer.Option(32), lr: float = typer.Option(1e-3),
+    device: str = device_option(help="where to train"),
+) -> None:
+    """Train the identity classifier an `adv:target=reid,model=PATH` method attacks, on the clean
+    training images of the split of --seed."""
+    from privattrib.attacks.reid import train_reid_surrogate
+    from privattrib.cli.attacks import load_identity_data
+
+    identity_set = load_identity_data(data, size, seed)
+    try:
+        path = train_reid_surrogate(identity_set, out, seed=seed, surrogate_seed=surrogate_seed,
+                                    arch_cfg={"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr},
+                                    train_per_identity=train_per_identity, test_per_identity=test_per_identity,
+                                    max_identities=max_identities, device=device, progress=True)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"surrogate: {path}")
 
 
