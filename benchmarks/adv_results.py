@@ -13,7 +13,6 @@ DP-Pix beside it at matched PSNR.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -44,16 +43,10 @@ def short(spec: str) -> str:
 
 # --------------------------------------------------------------------------- re-identification
 def load_reid(folder: Path) -> list[dict]:
-    rows: dict[str, dict] = {}
-    for path in sorted(folder.glob("rows-*.jsonl")):
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if "error" not in row:
-                rows[row["cell_key"]] = row
-    return list(rows.values())
+    """The finished rows of a reid_grid output folder (each cell once)."""
+    from reid_grid import load_rows
+
+    return [r for r in load_rows(folder) if "error" not in r]
 
 
 def reid_table(rows: list[dict]) -> str:
@@ -256,4 +249,5 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     main()

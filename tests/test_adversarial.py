@@ -14,20 +14,16 @@ from privattrib.attribution.models import make_classifier, save_classifier
 from privattrib.obfuscation import make
 from privattrib.obfuscation import adversarial as A
 from privattrib.training import TrainConfig, predict, train_classifier
+from test_attribution_scenarios import CLASSES, tiny_set
 
-CLASSES = ["gan-a", "gan-b", "real"]
 SIZE = 16
 
 
 def pattern_set(n_per_class: int, seed: int, size: int = SIZE):
-    """Three classes told apart by a fixed +-25 grey-level pattern (none for ``real``)."""
-    patterns = np.random.default_rng(99).choice([-1.0, 1.0], size=(3, 3, size, size)) * 25.0
-    patterns[CLASSES.index("real")] = 0.0
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(3), n_per_class)
-    base = rng.integers(60, 200, size=(len(labels), 3, 1, 1)) + rng.normal(0, 10, size=(len(labels), 3, size, size))
-    images = np.clip(base + patterns[labels], 0, 255).astype(np.uint8)
-    return images, labels
+    """Three classes told apart by a fixed +-25 grey-level pattern (none for ``real``): the
+    scenario tests' tiny set, as arrays."""
+    data = tiny_set(n_per_class, seed, "adv", size=size)
+    return data.images, data.labels
 
 
 @pytest.fixture(scope="module")
