@@ -297,3 +297,18 @@ def test_an_attribution_surrogate_must_not_share_a_grid_seed(tmp_path):
     with pytest.raises(ValueError, match="one of the experiment's seeds"):
         train_surrogate(spec, tmp_path / "out", seed=1)
     assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_a_grid_names_a_missing_surrogate_before_any_work(tmp_path):
+    from privattrib.experiments import run_experiment, validate_spec
+
+    (tmp_path / "fakes").mkdir()
+    spec = validate_spec({
+        "name": "t", "device": "cpu",
+        "data": {"size": 16, "sources": {"real": {"synthetic": {}}, "fake": str(tmp_path / "fakes")},
+                 "per_class": {"train": 4, "test": 2}},
+        "classifier": {"arch": "yu2019"}, "scenarios": ["clean-train"],
+        "obfuscations": ["none", f"adv:target=attribution,goal=real,model={tmp_path / 'later.pt'}"]})
+    with pytest.raises(ValueError, match="later.pt: no such checkpoint"):
+        run_experiment(spec, tmp_path / "out", progress=False, report=False)
+    assert not (tmp_path / "out" / "data").exists()
