@@ -20,7 +20,9 @@ Adversarial perturbation (``adv``, docs/adversarial.md): a grid method written `
 (no ``model``) attacks a surrogate trained per protocol and seed on the clean training split with
 its own weight seed (``--surrogate-seed-offset``), written to ``OUT/surrogates``; the cells add
 ``target=reid,model=<that checkpoint>``. ``--transfer-archs resnet18:width=32`` adds a
-``no-retrain`` cell of that network for every method (a model the perturbation never saw)::
+``no-retrain`` cell of that network for every method (a model the perturbation never saw).
+``adv-gen:eps=4`` trains a one-pass generator against that surrogate on the split's clean
+training faces (``--generator-epochs``)::
 
     python benchmarks/reid_grid.py run --sets .cache/attacks-grid-32 --out runs/adv-reid-cpu32 --device cpu \
         --protocols yaleb-48/12 --epochs-scale 0.34 --tag cpu32-adv --compact --no-reconstruct \
@@ -222,7 +224,8 @@ def arch_label(cell_or_row: dict) -> str:
 
 
 def is_adv(method: str) -> bool:
-    return method.startswith("adv:") or method == "adv"
+    """``adv`` (PGD) and ``adv-gen`` (the one-pass generator) grid methods attack a surrogate."""
+    return method.split(":")[0] in ("adv", "adv-gen")
 
 
 def surrogate_path(args, protocol: str, seed: int) -> Path:
@@ -244,14 +247,30 @@ def resolve_method(method: str, cell: dict, args, data, n_train: int, n_test: in
                              arch_cfg={**arch_cfg, "arch": args.surrogate_arch}, train_per_identity=n_train,
                              test_per_identity=n_test, max_identities=MAX_IDENTITIES.get(cell["protocol"]),
                              device=args.device)
-    body = method.partition(":")[2]
-    return f"adv:{body + ',' if body else ''}target=reid,model={path}"
+    name, _, body = method.partition(":")
+    if name == "adv":
+        return f"adv:{body + ',' if body else ''}target=reid,model={path}"
+    # adv-gen:eps=E: a generator trained on the split's clean training faces against that surrogate
+    from privattrib.attacks.reid import split_identity_set
+    from privattrib.obfuscation.adversarial import train_perturbation_generator
+
+    eps = float(dict(item.split("=") for item in filter(None, body.split(","))).get("eps", 4))
+    gen_path = path.with_name(path.stem + f"-gen-eps{eps:g}-e{args.generator_epochs}.pt")
+    if not gen_path.is_file():
+        print(f"training the generator {gen_path}", flush=True)
+        train, _ = split_identity_set(data, n_train, n_test, seed=cell["seed"],
+                                      max_identities=MAX_IDENTITIES.get(cell["protocol"]))
+        train_perturbation_generator(path, train.images, gen_path, eps=eps, epochs=args.generator_epochs,
+                                     seed=cell["seed"], device=args.device)
+    return f"adv-gen:model={gen_path}"
 
 
 def cell_key(cell: dict, args) -> str:
     from privattrib.common import stable_hash
 
     extra = {"surrogate": [args.surrogate_arch, args.surrogate_seed_offset]} if is_adv(cell["method"]) else {}
+    if cell["method"].startswith("adv-gen"):
+        extra["generator_epochs"] = args.generator_epochs
     return stable_hash({**cell, "epochs_scale": args.epochs_scale, "size": args.tag, **extra})
 
 
@@ -510,6 +529,7 @@ def main(argv=None) -> None:
     r.add_argument("--surrogate-arch", default="mcpherson2016", help="network of the adv methods' surrogate")
     r.add_argument("--surrogate-seed-offset", type=int, default=1000,
                    help="the surrogate of seed s trains with weight seed s + this")
+    r.add_argument("--generator-epochs", type=int, default=10, help="training epochs of adv-gen generators")
     t = sub.add_parser("table", help="print the markdown tables of the rows so far")
     t.add_argument("--out", default=str(DEFAULT_OUT))
     t.add_argument("--protocol", nargs="*", default=None, choices=list(PROTOCOLS))

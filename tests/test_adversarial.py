@@ -312,3 +312,22 @@ def test_a_grid_names_a_missing_surrogate_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="later.pt: no such checkpoint"):
         run_experiment(spec, tmp_path / "out", progress=False, report=False)
     assert not (tmp_path / "out" / "data").exists()
+
+
+# ----------------------------------------------------------------------------- the one-pass generator
+def test_the_generator_learns_to_fool_its_surrogate_within_the_exact_bound(surrogate, tmp_path):
+    path, model, images, labels = surrogate
+    train_images, _ = pattern_set(48, 3)
+    gen_path = A.train_perturbation_generator(path, train_images, tmp_path / "gen.pt", eps=12, epochs=8,
+                                              batch_size=16, lr=3e-3, device="cpu")
+    ob = make(f"adv-gen:model={gen_path}")
+    out = ob(torch.from_numpy(images), seed=0)
+    assert int((out.int() - torch.from_numpy(images).int()).abs().max()) <= 12
+    assert torch.equal(out, ob(torch.from_numpy(images), seed=1))  # one deterministic pass, no noise
+    assert _accuracy(model, out.numpy(), labels) <= 0.5  # clean: >= 0.9 (test_pgd_lowers_...)
+    d = ob.describe()
+    assert d["guarantee"].startswith("NONE") and d["eps"] == 12 and d["surrogate"]["arch"] == "mcpherson2016"
+    with pytest.raises(ValueError, match="no such generator"):
+        make(f"adv-gen:model={tmp_path / 'none.pt'}")(images[:1].transpose(0, 2, 3, 1).copy(), seed=0)
+    with pytest.raises(ValueError, match="goal must be"):
+        A.train_perturbation_generator(path, train_images, tmp_path / "g2.pt", goal="fake")

@@ -75,6 +75,36 @@ def reid_surrogate_command(
     typer.echo(f"surrogate: {path}")
 
 
+@adv_app.command("train-generator")
+def train_generator_command(
+    surrogate: Path = typer.Option(..., "--surrogate", help="the identity classifier to fool (adv reid-surrogate)"),
+    data: str = typer.Option(..., "--data", help="identity set: the generator learns on its training split"),
+    out: Path = typer.Option(..., "-o", "--out", help="generator checkpoint to write (adv-gen:model=PATH)"),
+    eps: float = typer.Option(4.0, help="L-inf budget in grey levels"),
+    seed: int = typer.Option(0, help="the split (as the surrogate's --seed) and the generator's weights"),
+    train_per_identity: int = typer.Option(8), test_per_identity: int = typer.Option(2),
+    max_identities: Optional[int] = typer.Option(None),
+    size: int = typer.Option(32, help="image side in pixels after loading"),
+    epochs: int = typer.Option(10), batch_size: int = typer.Option(64), lr: float = typer.Option(1e-3),
+    device: str = device_option(help="where to train"),
+) -> None:
+    """Train a PriGAN-style one-pass generator (adv-gen) against a re-identification surrogate, on the
+    clean training faces of the split of --seed (never its test faces)."""
+    from privattrib.attacks.reid import split_identity_set
+    from privattrib.cli.attacks import load_identity_data
+    from privattrib.obfuscation.adversarial import train_perturbation_generator
+
+    identity_set = load_identity_data(data, size, seed)
+    try:
+        train, _ = split_identity_set(identity_set, train_per_identity, test_per_identity, seed=seed,
+                                      max_identities=max_identities)
+        path = train_perturbation_generator(surrogate, train.images, out, eps=eps, epochs=epochs,
+                                            batch_size=batch_size, lr=lr, seed=seed, device=device, progress=True)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"generator: {path}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``adv`` group to the main app."""
     app.add_typer(adv_app, name="adv")

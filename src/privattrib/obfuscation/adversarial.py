@@ -64,6 +64,10 @@ __all__ = [
     "AdversarialPerturbation",
     "AdversarialTraining",
     "resolve_adv_train",
+    "PerturbationGenerator",
+    "train_perturbation_generator",
+    "load_generator",
+    "GeneratedPerturbation",
 ]
 
 NORMS = ("linf", "l2")
@@ -554,3 +558,205 @@ class AdversarialTraining:
         out = batch.clone()
         out[rows_t] = perturbed
         return out
+
+
+# --------------------------------------------------------------------------- the one-pass generator
+class PerturbationGenerator:
+    """PriGAN-style one-pass perturbation: a small U-Net maps an image to ``eps * tanh(u)`` (an
+    L-inf-bounded change in grey levels), trained once to fool a surrogate; applying it costs one
+    forward pass instead of PGD's ``steps`` forward and backward passes.
+
+    Built on :class:`privattrib.attacks.models.UNet` (its zero-initialised output layer makes the
+    untrained generator the identity: no change).
+    """
+
+    def __init__(self, in_channels: int, eps: float, base: int = 16, depth: int = 2) -> None:
+        from privattrib.attacks.models import UNet
+
+        self.eps, self.base, self.depth, self.in_channels = float(eps), int(base), int(depth), int(in_channels)
+        self.net = UNet(in_channels, base=base, depth=depth)
+
+    def delta(self, images: "torch.Tensor") -> "torch.Tensor":
+        """uint8 ``(N, C, H, W)`` -> float change in grey levels within [-eps, eps] and the pixel box."""
+        import torch
+
+        x = images.to(torch.float32)
+        scaled = x / 127.5 - 1.0
+        change = self.eps * torch.tanh(self.net(scaled) - scaled)
+        return (x + change).clamp(0.0, 255.0) - x
+
+    def state(self) -> dict[str, Any]:
+        return {"eps": self.eps, "base": self.base, "depth": self.depth, "in_channels": self.in_channels,
+                "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()}}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device="cpu") -> "PerturbationGenerator":
+        gen = cls(state["in_channels"], state["eps"], state["base"], state["depth"])
+        gen.net.load_state_dict(state["state_dict"])
+        gen.net.to(device).eval()
+        for p in gen.net.parameters():
+            p.requires_grad_(False)
+        return gen
+
+
+def train_perturbation_generator(
+    surrogate_path: str | os.PathLike,
+    images,
+    path: str | os.PathLike,
+    *,
+    eps: float = 4.0,
+    goal: str = "untargeted",
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    base: int = 16,
+    depth: int = 2,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = False,
+) -> Path:
+    """Train a :class:`PerturbationGenerator` against a surrogate on ``images`` and save it.
+
+    The loss is the surrogate's cross-entropy: maximised away from its own prediction on the clean
+    image (``untargeted``) or minimised toward ``real`` (``goal="real"``), as PGD does.
+
+    Args:
+        surrogate_path: the checkpoint the generator learns to fool (as ``adv``'s ``model``).
+        images: uint8 ``(N, C, H, W)``: images like the ones to protect (e.g. the training faces of
+            a re-identification split; never the test faces the attack is measured on).
+        path: the generator checkpoint to write (``adv-gen:model=PATH`` reads it).
+
+    Returns:
+        ``path``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from privattrib.common import atomic_torch_save, resolve_device
+    from privattrib.training import as_uint8_tensor
+
+    if goal not in GOALS:
+        raise ValueError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
+    if not eps >= 1:
+        raise ValueError(f"eps must be >= 1 grey level, got {eps}")
+    dev = resolve_device(device)
+    surrogate = load_surrogate(surrogate_path, dev)
+    if goal == "real" and REAL_CLASS not in (surrogate.class_names or ()):
+        raise ValueError(f"goal=real needs a surrogate with a class named 'real'; {surrogate_path} has none")
+    images = as_uint8_tensor(images).to(dev)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        gen = PerturbationGenerator(images.shape[1], eps, base, depth)
+    gen.net.to(dev).train()
+    with torch.no_grad():
+        from privattrib.training import predict
+
+        labels = torch.from_numpy(predict(surrogate.model, images, device=dev).argmax(1)).to(dev)
+    target = surrogate.class_names.index(REAL_CLASS) if goal == "real" else None
+    optimizer = torch.optim.Adam(gen.net.parameters(), lr=lr)
+    order = torch.Generator().manual_seed(int(seed))
+    history = []
+    for epoch in range(int(epochs)):
+        perm = torch.randperm(len(images), generator=order).to(dev)
+        total = 0.0
+        for start in range(0, len(images), batch_size):
+            idx = perm[start:start + batch_size]
+            x = images.index_select(0, idx)
+            logits = surrogate.model((x.float() + gen.delta(x)) / 127.5 - 1.0)
+            if target is None:
+                loss = -F.cross_entropy(logits, labels.index_select(0, idx))
+            else:
+                loss = F.cross_entropy(logits, torch.full_like(idx, target))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(idx)
+        history.append(total / len(images))
+        if progress:
+            print(f"generator epoch {epoch + 1}/{epochs}: loss {history[-1]:.3f}", flush=True)
+    gen.net.eval()
+    path = Path(path)
+    atomic_torch_save({"generator": gen.state(), "goal": goal, "surrogate": surrogate.info(), "history": history,
+                       "epochs": int(epochs), "lr": lr, "seed": int(seed), "n_images": len(images)}, path)
+    return path
+
+
+_GENERATORS: "OrderedDict[tuple, tuple[PerturbationGenerator, dict]]" = OrderedDict()
+
+
+def load_generator(path: str | os.PathLike, device="cpu") -> tuple[PerturbationGenerator, dict]:
+    """A generator checkpoint of :func:`train_perturbation_generator`, loaded once per process and device."""
+    import torch
+
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.is_file():
+        raise ValueError(f"adv-gen: model={path}: no such generator (make one with `privattrib adv train-generator`)")
+    stat = resolved.stat()
+    key = (str(resolved), stat.st_mtime_ns, stat.st_size, str(torch.device(device)))
+    if key not in _GENERATORS:
+        try:
+            blob = torch.load(resolved, map_location="cpu", weights_only=True)
+            gen = PerturbationGenerator.from_state(blob["generator"], device)
+        except Exception as exc:  # noqa: BLE001 - a wrong file: say what it is not
+            raise ValueError(f"adv-gen: model={path} is not a perturbation generator of privattrib ({exc})") from None
+        meta = {k: v for k, v in blob.items() if k != "generator"}
+        meta["sha256"] = hashlib.sha256(resolved.read_bytes()).hexdigest()
+        _GENERATORS[key] = (gen, meta)
+        while len(_GENERATORS) > 8:
+            _GENERATORS.popitem(last=False)
+    return _GENERATORS[key]
+
+
+@register_method
+class GeneratedPerturbation(Obfuscation):
+    """A trained one-pass perturbation generator (PriGAN-style): empirical protection only."""
+
+    name = "adv-gen"
+    summary = ("a U-Net trained once to emit an L-inf-bounded perturbation that fools a surrogate, in one "
+               "forward pass; NO formal privacy guarantee (empirical, against that model)")
+    params_spec = (
+        Param("model", str, None, "generator checkpoint (privattrib adv train-generator); no ',', '=', '[' or ']'",
+              required=True, keep_case=True),
+    )
+    privacy = "none"
+    paper = "PriGAN-style one-pass privacy perturbation; trained like PGD's objective (Madry et al., ICLR 2018)"
+    example = "adv-gen:model=generator.pt"
+
+    def _check(self) -> None:
+        if any(c in self.params["model"] for c in _PATH_FORBIDDEN):
+            raise ValueError(f"adv-gen: model={self.params['model']!r}: a path without "
+                             f"{', '.join(repr(c) for c in _PATH_FORBIDDEN)}")
+
+    def _describe_extra(self) -> dict[str, Any]:
+        gen, meta = load_generator(self.params["model"], "cpu")
+        s = meta.get("surrogate") or {}
+        return {"guarantee": ("NONE: no formal privacy guarantee. The protection is empirical, learnt against the "
+                              f"surrogate {s.get('arch')} ({s.get('num_classes')} classes)"),
+                "bound": "every value changes by at most floor(eps) grey levels, exactly, in the rounded uint8 output",
+                "eps": gen.eps, "goal": meta.get("goal"), "surrogate": s, "generator_sha256": meta["sha256"],
+                "epochs": meta.get("epochs")}
+
+    def _apply(self, x):
+        import torch
+
+        gen, _ = load_generator(self.params["model"], x.device)
+        if x.shape[1] != gen.in_channels:
+            raise ValueError(f"adv-gen: the generator {self.params['model']} takes {gen.in_channels} channel(s), "
+                             f"got {x.shape[1]}")
+        out = torch.empty_like(x)
+        chunk = _CHUNK.get(x.device.type, 256)
+        with torch.no_grad():
+            for start in range(0, len(x), chunk):
+                part = x[start:start + chunk]
+                out[start:start + chunk] = quantize(part, gen.delta(part), gen.eps, "linf")
+        return out
+
+    def _forward_numpy(self, x, layout, streams):
+        import torch
+
+        nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2) if layout == "nhwc" else x)
+        out = self._apply(torch.from_numpy(nchw)).numpy()
+        return np.ascontiguousarray(out.transpose(0, 2, 3, 1)) if layout == "nhwc" else out
+
+    def _forward_torch(self, x, streams):
+        return self._apply(x)
