@@ -238,3 +238,14 @@ def test_adversarial_training_is_a_grid_option_keyed_only_for_its_rows(tmp_path)
     bad["scenarios"] = ["clean-train+adv"]
     with pytest.raises(SpecError, match="unknown scenario 'clean-train\\+adv'"):
         validate_spec(bad)
+
+
+def test_run_seeds_option_picks_a_subset_of_the_spec_seeds():
+    from privattrib.cli.experiments import _seed_subset
+
+    assert _seed_subset("2,0", [0, 1, 2]) == [0, 2]  # the spec's order
+    assert _seed_subset("1", [0, 1, 2]) == [1]
+    with pytest.raises(SpecError, match="not among the spec's seeds"):
+        _seed_subset("5", [0, 1, 2])
+    with pytest.raises(SpecError, match="list of integers"):
+        _seed_subset("a", [0, 1, 2])

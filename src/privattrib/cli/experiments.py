@@ -57,6 +57,21 @@ def _run(spec, outdir: Path, *, executor: str, address: Optional[str], force: bo
     _finish(result, console, table_title=table_title)
 
 
+def _seed_subset(text: str, seeds: list[int]) -> list[int]:
+    """``--seeds 0,2`` -> those of the spec's seeds (seeds are not part of a run's keys, so a
+    later run with all of them adds the others to the same directory)."""
+    from privattrib.experiments import SpecError
+
+    try:
+        chosen = [int(s) for s in text.replace(",", " ").split()]
+    except ValueError:
+        raise SpecError(f"--seeds: a list of integers such as 0,1, got {text!r}") from None
+    unknown = [s for s in chosen if s not in seeds]
+    if unknown or not chosen:
+        raise SpecError(f"--seeds: {unknown or text!r} not among the spec's seeds {seeds}")
+    return [s for s in seeds if s in chosen]
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's verbs to the main app."""
 
@@ -73,12 +88,16 @@ def register(app: typer.Typer) -> None:
                                    "OUTDIR/stale and start over instead of refusing"),
         fail_fast: bool = typer.Option(False, "--fail-fast", help="stop at the first failing cell"),
         no_progress: bool = typer.Option(False, "--no-progress", help="no live progress display"),
+        seeds: Optional[str] = typer.Option(None, "--seeds", help="run only these of the spec's seeds now, e.g. "
+                                            "0 or 0,1 (the others stay for a later run in the same OUTDIR)"),
     ) -> None:
         """Run every cell of an experiment grid; rerun the same command to resume after any interruption."""
         from privattrib.experiments import SpecError, load_spec
 
         try:
             spec = load_spec(spec_file)
+            if seeds is not None:
+                spec.seeds = _seed_subset(seeds, spec.seeds)
         except (SpecError, FileNotFoundError) as exc:
             _console().print(f"[red]error in {spec_file}:[/] {exc}")
             raise typer.Exit(2) from None

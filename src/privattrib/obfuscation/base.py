@@ -398,7 +398,8 @@ def describe_all() -> list[dict[str, Any]]:
                 "name": name,
                 "summary": cls.summary,
                 "parameters": [
-                    {"name": p.name, "default": p.default, "allowed": p.allowed(), "help": p.help}
+                    {"name": p.name, "default": p.default, "allowed": p.allowed(), "help": p.help,
+                     "required": p.required}
                     for p in cls.params_spec
                 ],
                 "privacy": cls.privacy,
