@@ -325,6 +325,7 @@ def test_the_generator_learns_to_fool_its_surrogate_within_the_exact_bound(surro
     assert int((out.int() - torch.from_numpy(images).int()).abs().max()) <= 12
     assert torch.equal(out, ob(torch.from_numpy(images), seed=1))  # one deterministic pass, no noise
     assert _accuracy(model, out.numpy(), labels) <= 0.5  # clean: >= 0.9 (test_pgd_lowers_...)
+    assert ob.surrogate().sha256 == A.load_surrogate(path).sha256
     d = ob.describe()
     assert d["guarantee"].startswith("NONE") and d["eps"] == 12 and d["surrogate"]["arch"] == "mcpherson2016"
     with pytest.raises(ValueError, match="no such generator"):

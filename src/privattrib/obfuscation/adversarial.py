@@ -736,6 +736,11 @@ class GeneratedPerturbation(Obfuscation):
                 "eps": gen.eps, "goal": meta.get("goal"), "surrogate": s, "generator_sha256": meta["sha256"],
                 "epochs": meta.get("epochs")}
 
+    def surrogate(self, device="cpu") -> Surrogate:
+        """The model the generator was trained to fool (its path is recorded in the generator)."""
+        _, meta = load_generator(self.params["model"], "cpu")
+        return load_surrogate(meta["surrogate"]["path"], device)
+
     def _apply(self, x):
         import torch
 
