@@ -171,8 +171,8 @@ def figure(reid: list[dict], attribution: list[dict], dct: list[dict], path: Pat
                               and r.get(key) is not None]
 
         ax = axes[0]
-        eps = lambda m: re.sub(r"adv:eps=([0-9.]+).*", r"ε=\1", m).replace(",norm=l2", " L2")  # noqa: E731
-        dp = lambda m: re.sub(r".*epsilon=([0-9.]+).*", r"ε=\1", m)  # noqa: E731
+        eps = lambda m: re.sub(r"adv:eps=([0-9.]+).*", r"\1 grey levels", m).replace(",norm=l2", " L2")  # noqa: E731
+        dp = lambda m: re.sub(r".*epsilon=([0-9.]+).*", r"DP ε=\1", m)  # noqa: E731
         series(reid, "adv", "psnr_obfuscated", acc("mcpherson2016", "retrain", "accuracy_surrogate"),
                "adv: surrogate (attacked)", ax, "o-", eps)
         series(reid, "adv", "psnr_obfuscated", acc("mcpherson2016", "no-retrain"), "adv: same network, other seed", ax, "s-")
@@ -203,8 +203,8 @@ def figure(reid: list[dict], attribution: list[dict], dct: list[dict], path: Pat
         def lr(rows_, key="laundering_rate"):
             return lambda m: [r[key] for r in rows_ if r["_m"] == m and r.get(key) is not None]
 
-        eps = lambda m: re.sub(r"adv:eps=([0-9.]+).*", r"ε=\1", m)  # noqa: E731
-        dp = lambda m: re.sub(r".*epsilon=([0-9.]+).*", r"ε=\1", m)  # noqa: E731
+        eps = lambda m: re.sub(r"adv:eps=([0-9.]+).*", r"eps \1", m)  # noqa: E731
+        dp = lambda m: re.sub(r".*epsilon=([0-9.]+).*", r"DP ε=\1", m)  # noqa: E731
         real = [r for r in rows if "goal=real" in r["_m"] or not r["_m"].startswith("adv")]
         series(real, "adv", "psnr", lr(rows, "laundering_rate_surrogate"), "adv→real: surrogate (attacked)", ax, "o-", eps)
         series(real, "adv", "psnr", lr(rows), "adv→real: unseen yu2019", ax, "s-")
@@ -232,12 +232,14 @@ def figure(reid: list[dict], attribution: list[dict], dct: list[dict], path: Pat
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reid", type=Path, default=None, help="folder of reid_grid rows-*.jsonl")
-    parser.add_argument("--attribution", type=Path, default=None, help="results.csv of the yu2019 experiments")
+    parser.add_argument("--attribution", type=Path, nargs="*", default=[],
+                        help="results.csv of the yu2019 experiments (the laundering and the immunization directories)")
     parser.add_argument("--dct", type=Path, default=None, help="results.csv of the DCT-detector experiment")
     parser.add_argument("--figure", type=Path, default=None)
     args = parser.parse_args(argv)
     reid = load_reid(args.reid) if args.reid else []
-    attribution, dct = load_csv(args.attribution), load_csv(args.dct)
+    attribution = [row for path in args.attribution for row in load_csv(path)]
+    dct = load_csv(args.dct)
     if reid:
         print("### Re-identification\n\n" + reid_table(reid) + "\n")
     if attribution:
