@@ -171,7 +171,7 @@ def figure(reid: list[dict], attribution: list[dict], dct: list[dict], path: Pat
                               and r.get(key) is not None]
 
         ax = axes[0]
-        eps = lambda m: re.sub(r"adv:eps=([0-9.]+).*", r"\1 grey levels", m).replace(",norm=l2", " L2")  # noqa: E731
+        eps = lambda m: re.sub(r"adv:eps=([0-9.]+).*", r"eps \1", m).replace(",norm=l2", " L2")  # noqa: E731
         dp = lambda m: re.sub(r".*epsilon=([0-9.]+).*", r"DP ε=\1", m)  # noqa: E731
         series(reid, "adv", "psnr_obfuscated", acc("mcpherson2016", "retrain", "accuracy_surrogate"),
                "adv: surrogate (attacked)", ax, "o-", eps)
