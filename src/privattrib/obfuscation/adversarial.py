@@ -329,7 +329,8 @@ _OUTPUTS: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
 
 def _cached_output(key: tuple, compute):
     """PGD is costly and deterministic: an image set perturbed for one cell of a grid (a training
-    set used by two scenarios, a test set by three attackers) is computed once per process."""
+    set used by two scenarios, a test set by three attackers) is computed once per process. The
+    key holds the spec, the surrogate's SHA-256, the noise streams (seed and keys) and the pixels."""
     if key in _OUTPUTS:
         _OUTPUTS.move_to_end(key)
         return _OUTPUTS[key].copy()
@@ -442,7 +443,7 @@ class AdversarialPerturbation(Obfuscation):
         import torch
 
         nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2) if layout == "nhwc" else x)
-        key = (self.spec, hashlib.blake2b(streams.tobytes(), digest_size=16).digest(),
+        key = (self.spec, self.surrogate("cpu").sha256, hashlib.blake2b(streams.tobytes(), digest_size=16).digest(),
                hashlib.blake2b(nchw.data, digest_size=16).digest(), nchw.shape)
         out = _cached_output(key, lambda: self._attack(torch.from_numpy(nchw), streams).numpy())
         return np.ascontiguousarray(out.transpose(0, 2, 3, 1)) if layout == "nhwc" else out
