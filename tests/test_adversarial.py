@@ -332,3 +332,10 @@ def test_the_generator_learns_to_fool_its_surrogate_within_the_exact_bound(surro
         make(f"adv-gen:model={tmp_path / 'none.pt'}")(images[:1].transpose(0, 2, 3, 1).copy(), seed=0)
     with pytest.raises(ValueError, match="goal must be"):
         A.train_perturbation_generator(path, train_images, tmp_path / "g2.pt", goal="fake")
+
+
+def test_report_tables_name_a_surrogate_by_its_file():
+    from privattrib.report.tables import short_spec
+
+    assert short_spec("adv:eps=2,goal=real,model=runs/x/surrogates/yu2019-s100.pt") == \
+        "adv:eps=2,goal=real,model=yu2019-s100.pt"

@@ -113,8 +113,12 @@ def summary_html(summary: list[dict], class_names: list[str]) -> str:
 
 
 def short_spec(spec: str) -> str:
-    """A spec shortened for narrow tables: no default noise backend, ``eps`` for epsilon."""
-    return str(spec).replace(",noise=fast", "").replace("epsilon=", "eps=")
+    """A spec shortened for narrow tables: no default noise backend, ``eps`` for epsilon, a model
+    checkpoint by its file name only."""
+    import re
+
+    text = str(spec).replace(",noise=fast", "").replace("epsilon=", "eps=")
+    return re.sub(r"model=[^,]*[/\\]([^,/\\]+)", r"model=\1", text)
 
 
 def _laundering_scenario(scenarios: list[str]) -> str | None:
