@@ -249,7 +249,8 @@ def first_wave(cells: list[Cell], done: set[str]) -> list[Cell]:
 def run_experiment(spec: ExperimentSpec, outdir: str | os.PathLike, *, executor: str = "local",
                    address: str | None = None, force: bool = False, device: str | None = None,
                    progress: bool = True, console=None, report: bool = True,
-                   fail_fast: bool = False, gpus_per_cell: float | None = None) -> RunResult:
+                   fail_fast: bool = False, gpus_per_cell: float | None = None,
+                   only_seeds: list[int] | None = None) -> RunResult:
     """Run (or resume) every cell of ``spec`` into ``outdir``.
 
     Args:
@@ -262,6 +263,8 @@ def run_experiment(spec: ExperimentSpec, outdir: str | os.PathLike, *, executor:
         report: build ``report.html`` at the end.
         fail_fast: stop at the first failing cell instead of running the others.
         gpus_per_cell: Ray only: GPUs each cell asks for (default 1 when the cluster has GPUs).
+        only_seeds: run only the pending cells of these seeds now; ``results.csv``, the report and
+            the manifest still cover the whole grid (the other seeds' finished rows included).
 
     Raises:
         SpecChangedError: OUTDIR belongs to another spec and ``force`` is False.
@@ -275,7 +278,7 @@ def run_experiment(spec: ExperimentSpec, outdir: str | os.PathLike, *, executor:
     with _exclusive(outdir):
         return _run_locked(spec, outdir, executor=executor, address=address, force=force, device=device,
                            progress=progress, console=console, report=report, fail_fast=fail_fast,
-                           started=started, gpus_per_cell=gpus_per_cell)
+                           started=started, gpus_per_cell=gpus_per_cell, only_seeds=only_seeds)
 
 
 @contextlib.contextmanager
@@ -296,7 +299,7 @@ def _exclusive(outdir: Path):
 
 
 def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force, device, progress, console,
-                report, fail_fast, started, gpus_per_cell) -> RunResult:
+                report, fail_fast, started, gpus_per_cell, only_seeds=None) -> RunResult:
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
@@ -323,7 +326,7 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
     write_manifest(store, spec, env, executor, attack_data)
     store.write_csv(store.rows(stems))  # a kill between a row and its csv update is healed here
 
-    todo = [c for c in cells if c.file_stem not in done]
+    todo = [c for c in cells if c.file_stem not in done and (only_seeds is None or c.seed in only_seeds)]
     check_method_models(todo)
     console.log(f"[bold]{spec.name}[/]: {len(cells)} cells, {len(done)} already done, {len(todo)} to run "
                 f"({executor} executor, device {env['device']})")
@@ -346,7 +349,7 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
                 "class_names": spec.class_names, "attacks": spec.attacks,
             },
         }
-        wave1 = first_wave(cells, done)
+        wave1 = first_wave([c for c in cells if only_seeds is None or c.seed in only_seeds], done)
         waves = [wave1, [c for c in todo if c not in wave1]]
         columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
                    MofNCompleteColumn(), TextColumn("cells"), TimeElapsedColumn(),
