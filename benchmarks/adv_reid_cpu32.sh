@@ -18,3 +18,5 @@ nice -n 10 $PY benchmarks/reid_grid.py run $R $T --methods none adv:eps=4 adv:ep
 for methods in "dp-pix:b=1,m=1,epsilon=50" "adv:eps=2" "dp-pix:b=1,m=1,epsilon=200" "adv:eps=128,norm=l2"; do
     nice -n 10 $PY benchmarks/reid_grid.py run $R $T --methods $methods
 done
+# the PriGAN-style one-pass generator at two budgets (its own tag: may run beside the lines above)
+nice -n 10 $PY benchmarks/reid_grid.py run ${R/cpu32-adv /cpu32-adv-gen } --methods adv-gen:eps=4 adv-gen:eps=8

@@ -82,11 +82,19 @@ def reid_table(rows: list[dict]) -> str:
 
 # --------------------------------------------------------------------------- attribution
 def load_csv(path: Path | None) -> list[dict]:
-    if path is None or not Path(path).is_file():
+    """Attribution rows of a ``results.csv``, or of every row file of an experiment directory
+    (several experiment files may share one directory; results.csv lists the last one's cells)."""
+    if path is None or not Path(path).exists():
         return []
-    from privattrib.experiments import read_csv
+    from privattrib.experiments import ResultsStore, read_csv
 
-    return [r for r in read_csv(path) if r.get("task", "attribution") == "attribution"]
+    if Path(path).is_dir():
+        from privattrib.experiments.store import flatten_row
+
+        rows = [flatten_row(r) for r in ResultsStore(path).rows()]
+    else:
+        rows = read_csv(path)
+    return [r for r in rows if r.get("task", "attribution") == "attribution"]
 
 
 def laundering_table(rows: list[dict], dct: list[dict]) -> str:
@@ -233,8 +241,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reid", type=Path, default=None, help="folder of reid_grid rows-*.jsonl")
     parser.add_argument("--attribution", type=Path, nargs="*", default=[],
-                        help="results.csv of the yu2019 experiments (the laundering and the immunization directories)")
-    parser.add_argument("--dct", type=Path, default=None, help="results.csv of the DCT-detector experiment")
+                        help="results.csv files or experiment directories of the yu2019 experiments (laundering, immunization)")
+    parser.add_argument("--dct", type=Path, default=None, help="results.csv or directory of the DCT-detector experiment")
     parser.add_argument("--figure", type=Path, default=None)
     args = parser.parse_args(argv)
     reid = load_reid(args.reid) if args.reid else []
