@@ -154,7 +154,7 @@ def figure(reid: list[dict], attribution: list[dict], dct: list[dict], path: Pat
             groups.setdefault(r["_m"], []).append(r)
         pts = []
         for m, g in groups.items():
-            if not m.startswith(family):
+            if not (family(m) if callable(family) else m.startswith(family)):
                 continue
             xs, ys = [r.get(x_key) for r in g if r.get(x_key) is not None], y_pick(m)
             if not xs or not ys:
@@ -181,12 +181,17 @@ def figure(reid: list[dict], attribution: list[dict], dct: list[dict], path: Pat
         ax = axes[0]
         eps = lambda m: re.sub(r"adv:eps=([0-9.]+).*", r"eps \1", m).replace(",norm=l2", " L2")  # noqa: E731
         dp = lambda m: re.sub(r".*epsilon=([0-9.]+).*", r"DP ε=\1", m)  # noqa: E731
-        series(reid, "adv", "psnr_obfuscated", acc("mcpherson2016", "retrain", "accuracy_surrogate"),
+        pgd = lambda m: m.startswith("adv:") and "norm=l2" not in m  # noqa: E731  (L-inf PGD; L2 is in the table)
+        series(reid, pgd, "psnr_obfuscated", acc("mcpherson2016", "retrain", "accuracy_surrogate"),
                "adv: surrogate (attacked)", ax, "o-", eps)
-        series(reid, "adv", "psnr_obfuscated", acc("mcpherson2016", "no-retrain"), "adv: same network, other seed", ax, "s-")
+        series(reid, pgd, "psnr_obfuscated", acc("mcpherson2016", "no-retrain"), "adv: same network, other seed", ax, "s-")
         for arch in sorted({r["arch"] for r in reid if r["arch"] != "mcpherson2016"}):
-            series(reid, "adv", "psnr_obfuscated", acc(arch, "no-retrain"), f"adv: {arch}", ax, "^-")
-        series(reid, "adv", "psnr_obfuscated", acc("mcpherson2016", "retrain"), "adv: retrained attacker", ax, "D-")
+            series(reid, pgd, "psnr_obfuscated", acc(arch, "no-retrain"), f"adv: {arch}", ax, "^-")
+        series(reid, pgd, "psnr_obfuscated", acc("mcpherson2016", "retrain"), "adv: retrained attacker", ax, "D-")
+        series(reid, "adv-gen", "psnr_obfuscated", acc("mcpherson2016", "retrain", "accuracy_surrogate"),
+               "adv-gen (one pass): surrogate", ax, "o:")
+        series(reid, "adv-gen", "psnr_obfuscated", acc("mcpherson2016", "no-retrain"),
+               "adv-gen: same network, other seed", ax, "s:")
         series(reid, "dp-pix", "psnr_obfuscated", acc("mcpherson2016", "retrain"), "DP-Pix b=1: retrained attacker",
                ax, "D--", dp)
         series(reid, "dp-pix", "psnr_obfuscated", acc("mcpherson2016", "no-retrain"), "DP-Pix b=1: clean-trained",
