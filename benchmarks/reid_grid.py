@@ -16,6 +16,18 @@ Three steps (each resumable; rows are appended to JSONL files keyed by a hash of
     # 3. the markdown tables
     python benchmarks/reid_grid.py table > docs/results-attacks-tables.md
 
+Adversarial perturbation (``adv``, docs/adversarial.md): a grid method written ``adv:eps=4,...``
+(no ``model``) attacks a surrogate trained per protocol and seed on the clean training split with
+its own weight seed (``--surrogate-seed-offset``), written to ``OUT/surrogates``; the cells add
+``target=reid,model=<that checkpoint>``. ``--transfer-archs resnet18:width=32`` adds a
+``no-retrain`` cell of that network for every method (a model the perturbation never saw).
+``adv-gen:eps=4`` trains a one-pass generator against that surrogate on the split's clean
+training faces (``--generator-epochs``)::
+
+    python benchmarks/reid_grid.py run --sets .cache/attacks-grid-32 --out runs/adv-reid-cpu32 --device cpu \
+        --protocols yaleb-48/12 --epochs-scale 0.34 --tag cpu32-adv --compact --no-reconstruct \
+        --methods none "adv:eps=2" "adv:eps=4" "adv:eps=8" --transfer-archs resnet18:width=32
+
 Protocols: ``yaleb-8/2`` (AT&T-like: 8 training and 2 test images per person, 38 people),
 ``yaleb-48/12`` (a larger training set from Yale B's 64 lighting conditions), ``celeba-4/1``
 (500 CelebA identities drawn with seed 0 from the 2,000 x 5 subset, 4 training / 1 test image),
@@ -177,15 +189,89 @@ def build_cells(args) -> list[dict]:
                 for method in methods:
                     cells.append({"attack": "reid", "protocol": protocol, "method": method, "seed": seed,
                                   "variant": "retrain", "arch": "resnet18"})
+    for spec in getattr(args, "transfer_archs", None) or []:
+        arch, options = parse_arch(spec)
+        for protocol in protocols:
+            for seed in seeds:
+                for method in methods:  # "none" too: the network's clean accuracy, to read the others against
+                    cells.append({"attack": "reid", "protocol": protocol, "method": method, "seed": seed,
+                                  "variant": "no-retrain", "arch": arch, "arch_options": options})
     if args.arch_only:
         cells = [c for c in cells if c["arch"] == args.arch_only]
     return cells
 
 
+def parse_arch(text: str) -> tuple[str, dict]:
+    """``resnet18:width=32`` -> ``("resnet18", {"width": 32})`` (integer, float or string values)."""
+    name, _, rest = text.partition(":")
+    options = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        for kind in (int, float):
+            try:
+                options[key.strip()] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            options[key.strip()] = value.strip()
+    return name.strip(), options
+
+
+def arch_label(cell_or_row: dict) -> str:
+    options = cell_or_row.get("arch_options") or {}
+    return cell_or_row["arch"] + (f" ({', '.join(f'{k} {v}' for k, v in options.items())})" if options else "")
+
+
+def is_adv(method: str) -> bool:
+    """``adv`` (PGD) and ``adv-gen`` (the one-pass generator) grid methods attack a surrogate."""
+    return method.split(":")[0] in ("adv", "adv-gen")
+
+
+def surrogate_path(args, protocol: str, seed: int) -> Path:
+    slug = protocol.replace("/", "-")
+    return Path(args.out) / "surrogates" / f"{slug}-s{seed}-{args.surrogate_arch}-w{seed + args.surrogate_seed_offset}.pt"
+
+
+def resolve_method(method: str, cell: dict, args, data, n_train: int, n_test: int, arch_cfg: dict) -> str:
+    """A grid method as the cell runs it: ``adv`` methods get the surrogate of their protocol and
+    seed (trained now if it is not there yet) and ``target=reid``."""
+    if not is_adv(method):
+        return method
+    from privattrib.attacks.reid import train_reid_surrogate
+
+    path = surrogate_path(args, cell["protocol"], cell["seed"])
+    if not path.is_file():
+        print(f"training the surrogate {path}", flush=True)
+        train_reid_surrogate(data, path, seed=cell["seed"], surrogate_seed=cell["seed"] + args.surrogate_seed_offset,
+                             arch_cfg={**arch_cfg, "arch": args.surrogate_arch}, train_per_identity=n_train,
+                             test_per_identity=n_test, max_identities=MAX_IDENTITIES.get(cell["protocol"]),
+                             device=args.device)
+    name, _, body = method.partition(":")
+    if name == "adv":
+        return f"adv:{body + ',' if body else ''}target=reid,model={path}"
+    # adv-gen:eps=E: a generator trained on the split's clean training faces against that surrogate
+    from privattrib.attacks.reid import split_identity_set
+    from privattrib.obfuscation.adversarial import train_perturbation_generator
+
+    eps = float(dict(item.split("=") for item in filter(None, body.split(","))).get("eps", 4))
+    gen_path = path.with_name(path.stem + f"-gen-eps{eps:g}-e{args.generator_epochs}.pt")
+    if not gen_path.is_file():
+        print(f"training the generator {gen_path}", flush=True)
+        train, _ = split_identity_set(data, n_train, n_test, seed=cell["seed"],
+                                      max_identities=MAX_IDENTITIES.get(cell["protocol"]))
+        train_perturbation_generator(path, train.images, gen_path, eps=eps, epochs=args.generator_epochs,
+                                     seed=cell["seed"], device=args.device)
+    return f"adv-gen:model={gen_path}"
+
+
 def cell_key(cell: dict, args) -> str:
     from privattrib.common import stable_hash
 
-    return stable_hash({**cell, "epochs_scale": args.epochs_scale, "size": args.tag})
+    extra = {"surrogate": [args.surrogate_arch, args.surrogate_seed_offset]} if is_adv(cell["method"]) else {}
+    if cell["method"].startswith("adv-gen"):
+        extra["generator_epochs"] = args.generator_epochs
+    return stable_hash({**cell, "epochs_scale": args.epochs_scale, "size": args.tag, **extra})
 
 
 def check_sets(out: Path, sets_dir: Path) -> None:
@@ -248,18 +334,21 @@ def run(args) -> None:
         data = sets[file]
         max_ids = MAX_IDENTITIES.get(cell["protocol"])
         epochs = max(1, round(epochs * args.epochs_scale))
-        arch_cfg = {"arch": cell["arch"], "epochs": epochs, "batch_size": batch, "lr": 1e-3}
+        arch_cfg = {"arch": cell["arch"], "epochs": epochs, "batch_size": batch, "lr": 1e-3,
+                    **cell.get("arch_options", {})}
         work = out / "models"
         t0 = time.perf_counter()
         try:
+            method = resolve_method(cell["method"], cell, args, data, n_train, n_test,
+                                    {"epochs": epochs, "batch_size": batch, "lr": 1e-3})
             if cell["attack"] == "reid":
-                row = run_reid_cell(data, cell["method"], cell["seed"], arch_cfg, work, n_train, n_test,
+                row = run_reid_cell(data, method, cell["seed"], arch_cfg, work, n_train, n_test,
                                     variant=cell["variant"], device=args.device, max_identities=max_ids,
                                     pretrain=cell.get("pretrain"))
             else:
                 grid = out / "grids" / f"{cell['method'].replace(':', '_').replace(',', '_').replace('=', '')}" \
                                        f"-s{cell['seed']}.png"
-                row = run_reconstruct_cell(data, cell["method"], cell["seed"], arch_cfg, work, n_train, n_test,
+                row = run_reconstruct_cell(data, method, cell["seed"], arch_cfg, work, n_train, n_test,
                                            unet_cfg={"epochs": max(1, round(30 * args.epochs_scale)),
                                                      "base": cell["unet_base"]},
                                            device=args.device, grid_path=grid, max_identities=max_ids)
@@ -270,7 +359,7 @@ def run(args) -> None:
             row = {"attack": cell["attack"], "error": repr(exc), "arch": cell["arch"], "seed": cell["seed"],
                    "variant": cell.get("variant"), "device": args.device}
         row.update({"cell_key": cell_key(cell, args), "protocol": cell["protocol"], "grid_method": cell["method"],
-                    "grid_tag": args.tag})
+                    "grid_tag": args.tag, "arch_options": cell.get("arch_options")})
         row.pop("method_describe", None) if args.compact else None
         with open(rows_path, "a") as f:  # one line per cell, flushed: an interrupted run loses one cell at most
             f.write(json.dumps(row, default=str) + "\n")
@@ -324,27 +413,36 @@ def table(args) -> None:
         lines.append(f"\n#### {protocol}: {first['n_identities']} people, {first['n_train']} training / "
                      f"{first['n_test']} test images, {first['image_shape'][1]}x{first['image_shape'][2]} "
                      f"{'grey' if first['image_shape'][0] == 1 else 'RGB'}, chance {100 * first['chance']:.2f}%\n")
-        for r in sub:  # a pretrained attacker is its own column
-            r["arch"] = r["arch"] + (" pretrained on others" if r.get("pretrain") else "")
+        for r in sub:  # a pretrained attacker, or a network with options, is its own column
+            r["arch"] = arch_label(r) + (" pretrained on others" if r.get("pretrain") else "")
         archs = sorted({r["arch"] for r in sub}, key=lambda a: (a != "mcpherson2016", a))
         header = ["method"]
         for arch in archs:
-            header.append(f"{arch} retrain")
+            if any(r["arch"] == arch and r["variant"] == "retrain" for r in sub):
+                header.append(f"{arch} retrain")
             if any(r["arch"] == arch and r["variant"] == "no-retrain" for r in sub):
                 header.append(f"{arch} no-retrain")
+        with_surrogate = any(r.get("accuracy_surrogate") is not None for r in sub)
+        if with_surrogate:
+            header.append("surrogate (attacked model)")
         header += ["PSNR dB", "SSIM", "Fan 2018 AT&T"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
-        for method in DISPLAY:
+        others = [m for m in dict.fromkeys(r.get("grid_method") for r in sub) if m not in DISPLAY]
+        for method in DISPLAY + others:
             mrows = [r for r in sub if r.get("grid_method") == method]
             if not mrows:
                 continue
             cols = [f"`{method}`"]
             for arch in archs:
-                cols.append(_stat([r["accuracy"] for r in mrows if r["arch"] == arch and r["variant"] == "retrain"]))
+                if f"{arch} retrain" in header:
+                    cols.append(_stat([r["accuracy"] for r in mrows if r["arch"] == arch and r["variant"] == "retrain"]))
                 if f"{arch} no-retrain" in header:
                     cols.append(_stat([r["accuracy"] for r in mrows
                                        if r["arch"] == arch and r["variant"] == "no-retrain"]))
+            if with_surrogate:
+                cols.append(_stat([r["accuracy_surrogate"] for r in mrows if r.get("accuracy_surrogate") is not None
+                                   and r["variant"] == "retrain"]))
             psnr = [r["psnr_obfuscated"] for r in mrows if isinstance(r.get("psnr_obfuscated"), float)]
             ssim = [r["ssim_obfuscated"] for r in mrows if isinstance(r.get("ssim_obfuscated"), float)]
             cols.append(f"{np.mean(psnr):.1f}" if psnr and method != "none" else "-")
@@ -426,6 +524,12 @@ def main(argv=None) -> None:
     r.add_argument("--compact", action="store_true", help="leave method_describe out of the rows")
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--tag", default="default", help="a label kept in the rows and the cell keys")
+    r.add_argument("--transfer-archs", nargs="*", default=None,
+                   help="also a no-retrain cell of these networks for every method, e.g. resnet18:width=32")
+    r.add_argument("--surrogate-arch", default="mcpherson2016", help="network of the adv methods' surrogate")
+    r.add_argument("--surrogate-seed-offset", type=int, default=1000,
+                   help="the surrogate of seed s trains with weight seed s + this")
+    r.add_argument("--generator-epochs", type=int, default=10, help="training epochs of adv-gen generators")
     t = sub.add_parser("table", help="print the markdown tables of the rows so far")
     t.add_argument("--out", default=str(DEFAULT_OUT))
     t.add_argument("--protocol", nargs="*", default=None, choices=list(PROTOCOLS))

@@ -240,3 +240,42 @@ def test_cached_clean_model_without_its_sidecar_still_loads(tmp_path, data):
     _, again = scenarios.clean_model(train, val, cfg, 0, tmp_path, device="cpu", progress=False)
     assert again["cached"] and again["path"] == first["path"]
     assert again["history"] == first["history"] and again["train_config"]["epochs"] == 1
+
+
+def test_adversarial_training_changes_training_and_is_recorded(tmp_path, data):
+    train, val, test = data
+    cfg = {**CFG, "adv_train": {"eps": 8, "steps": 2, "fraction": 1.0}}
+    plain = run_attribution_cell(train, val, test, CountingPixelate(), "fine-tune", cfg, 0, tmp_path,
+                                 device="cpu", progress=False)
+    adv = run_attribution_cell(train, val, test, CountingPixelate(), "fine-tune+adv", cfg, 0, tmp_path,
+                               device="cpu", progress=False)
+    assert plain["adv_train"] is None
+    assert adv["adv_train"]["eps"] == 8.0 and adv["adv_train"]["goal"] == "untargeted" and adv["adv_train"]["steps"] == 2
+    assert adv["train_loss"] != pytest.approx(plain["train_loss"])  # the same start, other batches
+    obf = run_attribution_cell(train, val, test, CountingPixelate(), "obfuscated-train+adv", cfg, 0, tmp_path,
+                               device="cpu", progress=False)
+    assert obf["adv_train"] == adv["adv_train"] and obf["train_config"]["epochs"] == CFG["epochs"]
+    json.dumps(adv)
+
+
+def test_adv_method_rows_carry_the_surrogate_and_adaptive_figures(tmp_path, data):
+    from privattrib.attribution.models import make_classifier, save_classifier
+    from privattrib.obfuscation import make
+    from privattrib.training import TrainConfig, predict, train_classifier
+
+    train, val, test = data
+    surrogate = make_classifier("dct", 3, 32, 3, seed=9)
+    train_classifier(surrogate, train.images, train.labels, TrainConfig(epochs=3, batch_size=16, hflip=False,
+                                                                        device="cpu"), progress=False)
+    clean_acc = float((predict(surrogate, test.images, device="cpu").argmax(1) == test.labels).mean())
+    path = tmp_path / "surrogate.pt"
+    save_classifier(surrogate, path, extra={"class_names": CLASSES, "task": "attribution"})
+    ob = make(f"adv:eps=16,steps=10,target=attribution,model={path}")
+    row = run_attribution_cell(train, val, test, ob, "clean-train", CFG, 0, tmp_path, device="cpu", progress=False)
+    for key in ("accuracy_surrogate", "laundering_rate_surrogate", "accuracy_adaptive", "laundering_rate_adaptive",
+                "accuracy_obfuscated_adaptive"):
+        assert 0.0 <= row[key] <= 1.0, key
+    assert row["surrogate"]["arch"] == "dct" and row["adv_train"] is None
+    assert clean_acc >= 0.9 and row["accuracy_surrogate"] < clean_acc - 0.2  # white-box
+    assert row["psnr"] > 20
+    json.dumps(row)

@@ -356,3 +356,12 @@ def test_unavailable_device_is_a_clear_error(tmp_path):
     spec = validate_spec(tiny_spec(tmp_path, device="cuda"))
     with pytest.raises(RuntimeError, match="CUDA is not available"):  # not torch's AssertionError traceback
         run_experiment(spec, tmp_path / "o", progress=False)
+
+
+def test_only_seeds_runs_a_subset_and_keeps_every_finished_seed_in_the_results(tmp_path):
+    spec = validate_spec(tiny_spec(tmp_path, obfuscations=["none"], scenarios=["clean-train"], seeds=[0, 1]))
+    first = run_experiment(spec, tmp_path / "out", progress=False, only_seeds=[1])
+    assert first.ran == 1 and [r["seed"] for r in first.rows] == [1]
+    second = run_experiment(spec, tmp_path / "out", progress=False, only_seeds=[0])
+    assert second.ran == 1 and second.skipped == 1
+    assert sorted(r["seed"] for r in read_csv(second.results_csv)) == [0, 1]

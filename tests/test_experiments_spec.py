@@ -154,7 +154,7 @@ def test_results_are_keyed_by_paths_as_written_not_where_they_resolve(tmp_path):
 def test_task_hashes_are_independent(tmp_path):
     raw = base_spec(tmp_path)
     plain = validate_spec(raw).task_hashes()
-    assert set(plain) == {"attribution", "attribution:fine-tune"}
+    assert set(plain) == {"attribution", "attribution:fine-tune", "attribution:adv-train"}
     with_attacks = copy.deepcopy(raw)
     with_attacks["attacks"] = {"reid": {"data": "synthetic:n_identities=4,per_identity=4"}}
     hashes = validate_spec(with_attacks).task_hashes()
@@ -225,3 +225,44 @@ def test_resources_are_placement_only(tmp_path):
     assert placed.resources == {"cpus": 0.5, "gpus": 0.25} and plain.resources == {}
     assert placed.task_hashes() == plain.task_hashes() and placed.data_hash() == plain.data_hash()
     assert placed.to_dict()["resources"] == {"cpus": 0.5, "gpus": 0.25}
+
+
+def test_adversarial_training_is_a_grid_option_keyed_only_for_its_rows(tmp_path):
+    from privattrib.experiments.spec import ADV_TRAIN_GROUP, FINE_TUNE_GROUP, Cell
+
+    raw = base_spec(tmp_path)
+    raw["scenarios"] = ["clean-train", "fine-tune", "fine-tune+adv", "obfuscated-train+adv"]
+    spec = validate_spec(raw)
+    assert {c.scenario for c in spec.cells()} == set(raw["scenarios"])
+    assert Cell("pixelate:b=4", "fine-tune+adv", 0).key_group == ADV_TRAIN_GROUP
+    assert Cell("pixelate:b=4", "obfuscated-train+adv", 0).key_group == ADV_TRAIN_GROUP
+    hashes = spec.task_hashes()
+    trained = copy.deepcopy(raw)
+    trained["classifier"]["adv_train"] = {"eps": 2, "steps": 2}
+    other = validate_spec(trained).task_hashes()
+    # adversarial-training options invalidate the +adv rows only
+    assert other["attribution"] == hashes["attribution"] and other[FINE_TUNE_GROUP] == hashes[FINE_TUNE_GROUP]
+    assert other[ADV_TRAIN_GROUP] != hashes[ADV_TRAIN_GROUP]
+    assert ADV_TRAIN_GROUP not in validate_spec(base_spec(tmp_path)).accepted_hashes()
+    bad = copy.deepcopy(raw)
+    bad["classifier"]["adv_train"] = {"eps": 0.5}
+    with pytest.raises(SpecError, match=r"classifier: adv_train.eps=0.5 is not allowed"):
+        validate_spec(bad)
+    bad["classifier"]["adv_train"] = {"budget": 4}
+    with pytest.raises(SpecError, match="adv_train: unknown option"):
+        validate_spec(bad)
+    bad = copy.deepcopy(raw)
+    bad["scenarios"] = ["clean-train+adv"]
+    with pytest.raises(SpecError, match="unknown scenario 'clean-train\\+adv'"):
+        validate_spec(bad)
+
+
+def test_run_seeds_option_picks_a_subset_of_the_spec_seeds():
+    from privattrib.cli.experiments import _seed_subset
+
+    assert _seed_subset("2,0", [0, 1, 2]) == [0, 2]  # the spec's order
+    assert _seed_subset("1", [0, 1, 2]) == [1]
+    with pytest.raises(SpecError, match="not among the spec's seeds"):
+        _seed_subset("5", [0, 1, 2])
+    with pytest.raises(SpecError, match="list of integers"):
+        _seed_subset("a", [0, 1, 2])

@@ -115,7 +115,7 @@ def test_a_killed_worker_is_retried_and_the_rows_equal_the_local_executor(cluste
     spec = load_spec(spec_path)
     cells = spec.cells()
     local = run_experiment(validate_spec(tiny_spec(tmp_path, resources={"cpus": 1, "gpus": 0})), tmp_path / "local",
-                           progress=False, report=False)
+                           progress=False)
     assert local.failures == {} and local.ran == len(cells)
 
     out = tmp_path / "ray"

@@ -52,6 +52,8 @@ __all__ = [
     "identity_accuracy",
     "utility",
     "run_reid_cell",
+    "train_reid_surrogate",
+    "surrogate_figures",
 ]
 
 VARIANTS = ("retrain", "no-retrain")
@@ -402,6 +404,55 @@ def identity_accuracy(model: torch.nn.Module, images, labels, *, device="auto", 
     return float(np.mean(np.any(top == labels[:, None], axis=1)))
 
 
+def train_reid_surrogate(
+    identity_set: LabeledImages,
+    path: str | Path,
+    *,
+    seed: int,
+    surrogate_seed: int,
+    arch_cfg: dict | str | None = None,
+    train_per_identity: int = 8,
+    test_per_identity: int = 2,
+    max_identities: int | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = False,
+) -> Path:
+    """The surrogate of ``adv:target=reid`` for the split of ``seed``: an identity classifier
+    trained on the CLEAN training images of that split (the people the protector knows, from
+    photos other than the ones he will publish), with its own weight seed ``surrogate_seed``, so
+    that the grid's own classifiers of the same split (seed ``seed``) are independent models of it.
+
+    Writes a checkpoint of :func:`privattrib.attribution.models.save_classifier` with
+    ``class_names``, ``task="reid"`` and the split beside it.
+
+    Returns:
+        ``path``.
+    """
+    from privattrib.attribution.models import save_classifier
+
+    if int(surrogate_seed) == int(seed):
+        raise ValueError("surrogate_seed must differ from seed: the grid's own classifiers use the cell seed")
+    train, _ = split_identity_set(identity_set, train_per_identity, test_per_identity, seed=seed,
+                                  max_identities=max_identities)
+    model = train_identity_classifier(train.images, train.labels, train.num_classes, arch_cfg=arch_cfg,
+                                      seed=int(surrogate_seed), device=device, progress=progress)
+    split = {"seed": int(seed), "train_per_identity": train_per_identity, "test_per_identity": test_per_identity,
+             "max_identities": max_identities, "train_keys": stable_hash(list(map(str, train.keys)), 20)}
+    return save_classifier(model, path, extra={"task": "reid", "class_names": list(train.class_names),
+                                               "weights_seed": int(surrogate_seed), "split": split,
+                                               "arch_cfg": _resolve_arch_cfg(arch_cfg)})
+
+
+def surrogate_figures(obfuscation, images, labels, device) -> dict:
+    """For a method that attacks a surrogate model (``adv``): the surrogate's own top-1 accuracy
+    on the obfuscated ``images`` (the white-box figure) and what it is; ``{}`` for other methods."""
+    if not callable(getattr(obfuscation, "surrogate", None)):
+        return {}
+    s = obfuscation.surrogate(resolve_device(device))
+    return {"accuracy_surrogate": identity_accuracy(s.model, images, labels, device=device),
+            "surrogate": {k: v for k, v in s.info().items() if k != "class_names"}}
+
+
 def utility(original, other) -> dict:
     """Means over images of MSE, PSNR (dB, over the changed images) and SSIM of ``other`` against
     ``original`` (uint8 N x C x H x W, NumPy or torch)."""
@@ -447,7 +498,9 @@ def run_reid_cell(
     Returns:
         dict with attack, variant, method, epsilon, method_describe, arch, arch_cfg, seed,
         accuracy, top5_accuracy, chance, n_identities, n_train, n_test, train_per_identity,
-        test_per_identity, mse/psnr/ssim of the obfuscated test images, wall_s.
+        test_per_identity, mse/psnr/ssim of the obfuscated test images, wall_s; for an ``adv``
+        method also ``accuracy_surrogate`` (the attacked model's own accuracy on the perturbed
+        test images) and ``surrogate`` (what it is).
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -500,5 +553,6 @@ def run_reid_cell(
         "device": str(dev),
     }
     row.update({f"{k}_obfuscated": v for k, v in utility(test.images, obf_test).items()})
+    row.update(surrogate_figures(ob, obf_test, test.labels, dev))
     row["wall_s"] = time.perf_counter() - start
     return row

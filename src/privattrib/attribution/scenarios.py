@@ -7,6 +7,16 @@ Scenarios (DESIGN.md §3; Yu et al. 2019 for the immunization):
 - ``obfuscated-train``: trained and tested on obfuscated images (the classifier "adapts"; the
   attacker/forensic analyst knows the method and its parameters).
 - ``fine-tune``: the clean model fine-tuned on obfuscated training images ("immunized").
+- ``obfuscated-train+adv``, ``fine-tune+adv``: the same, with adversarial training on top: at
+  every batch a seeded share of the (obfuscated) training images is replaced by PGD examples
+  against the current weights (options ``classifier.adv_train``, see
+  :func:`privattrib.obfuscation.adversarial.resolve_adv_train`): Yu et al.'s immunization against
+  perturbations, tested against the ``adv`` laundering attack.
+
+Rows of an ``adv`` method also carry the figures of the attacked surrogate (``*_surrogate``:
+white-box) and of the same attack aimed at the scenario's own model (``*_adaptive``: an attacker
+who knows the deployed detector); the main columns are then transfer figures (the detector is
+not the surrogate).
 
 Protocol details that matter for honest numbers:
 
@@ -52,9 +62,12 @@ __all__ = [
     "obfuscate_images",
     "select_obfuscated",
     "derive_seed",
+    "adv_train_options",
 ]
 
-SCENARIOS: tuple[str, ...] = ("clean-train", "obfuscated-train", "fine-tune")
+SCENARIOS: tuple[str, ...] = ("clean-train", "obfuscated-train", "fine-tune", "obfuscated-train+adv", "fine-tune+adv")
+#: The suffix of scenarios that add adversarial training.
+ADV_SUFFIX = "+adv"
 
 #: Classifier-config keys that are training options (aliases map to ``TrainConfig`` fields).
 _TRAIN_KEYS = {
@@ -65,6 +78,8 @@ _TRAIN_KEYS = {
 }
 #: Classifier options only the fine-tune scenario reads.
 FINE_TUNE_KEYS = ("fine_tune_epochs", "fine_tune_lr")
+#: Classifier option only the ``+adv`` scenarios read (adversarial training).
+ADV_TRAIN_KEY = "adv_train"
 _CACHE_VERSION = 1
 _OBFUSCATE_CHUNK = 1024
 
@@ -81,10 +96,12 @@ def split_classifier_config(cfg: dict[str, Any]) -> tuple[str, dict, dict, dict]
         cfg: e.g. ``{"arch": "yu2019", "epochs": 10, "batch": 64, "fmap_max": 256}``; training keys
             are ``TrainConfig`` fields (``batch`` is an alias of ``batch_size``), ``fine_tune_epochs``
             and ``fine_tune_lr`` (default: ``epochs`` and ``lr``) drive the ``fine-tune`` scenario,
+            ``adv_train`` (a mapping) the adversarial training of the ``+adv`` scenarios,
             ``options`` (a mapping) and every other key are architecture options of ``arch``.
 
     Returns:
-        ``(arch, model_options, train_kwargs, fine_tune_kwargs)``.
+        ``(arch, model_options, train_kwargs, scenario_options)``: the last holds the fine-tune
+        keys given and ``adv_train`` (resolved, defaults filled in) when given.
     """
     if not isinstance(cfg, dict):
         raise ValueError(f"classifier config must be a mapping, got {type(cfg).__name__}")
@@ -98,6 +115,10 @@ def split_classifier_config(cfg: dict[str, Any]) -> tuple[str, dict, dict, dict]
             train_kwargs[_TRAIN_KEYS[key]] = tuple(value) if key == "betas" else value
         elif key in FINE_TUNE_KEYS:
             fine_tune[key] = value
+        elif key == ADV_TRAIN_KEY:
+            from privattrib.obfuscation.adversarial import resolve_adv_train
+
+            fine_tune[key] = resolve_adv_train(value)
         elif key in ("seed", "device"):
             raise ValueError(f"classifier.{key} is set per cell (the cell's seed and device), not in the classifier config")
         else:
@@ -277,19 +298,36 @@ def _checked_cell_inputs(train: LabeledImages, val: LabeledImages | None, test: 
     return obfuscation
 
 
+def adv_train_options(scenario: str, classifier_cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """The resolved adversarial-training options of a ``+adv`` scenario (defaults when the
+    classifier config gives none), None for the other scenarios."""
+    if not scenario.endswith(ADV_SUFFIX):
+        return None
+    from privattrib.obfuscation.adversarial import resolve_adv_train
+
+    return split_classifier_config(classifier_cfg)[3].get(ADV_TRAIN_KEY) or resolve_adv_train(None)
+
+
 def _scenario_model(train: LabeledImages, val: LabeledImages | None, obfuscation: Any, scenario: str,
                     classifier_cfg: dict[str, Any], clean: torch.nn.Module, clean_info: dict[str, Any], seed: int,
                     ob_seed: int, work_dir: str | os.PathLike, device: str, progress: Any,
-                    save_model: bool) -> TrainedModel:
+                    save_model: bool, real_class: str = "real") -> TrainedModel:
     """Train the ``obfuscated-train`` model from scratch, or fine-tune the clean one (``fine-tune``),
-    on the training images obfuscated once."""
+    on the training images obfuscated once; ``+adv`` scenarios add adversarial training."""
     arch, model_options, train_kwargs, fine_tune = split_classifier_config(classifier_cfg)
+    adv_options = adv_train_options(scenario, classifier_cfg)
+    transform = None
+    if adv_options is not None:
+        from privattrib.obfuscation.adversarial import AdversarialTraining
+
+        real_index = train.class_names.index(real_class) if real_class in train.class_names else None
+        transform = AdversarialTraining(adv_options, seed=derive_seed(seed, "adv-train"), real_index=real_index)
     dev = resolve_device(device)
     train_obf = obfuscate_images(obfuscation, train.images, train.keys, ob_seed, dev)
     val_pair = None
     if val is not None and len(val):
         val_pair = (obfuscate_images(obfuscation, val.images, val.keys, ob_seed, dev), val.labels)
-    if scenario == "obfuscated-train":
+    if scenario.removesuffix(ADV_SUFFIX) == "obfuscated-train":
         model = make_classifier(arch, train.num_classes, train.images.shape[-1], train.images.shape[1],
                                 seed=int(seed), **model_options)
         config = TrainConfig(**train_kwargs, seed=int(seed), device=device)
@@ -300,14 +338,15 @@ def _scenario_model(train: LabeledImages, val: LabeledImages | None, obfuscation
         ft_kwargs["lr"] = float(fine_tune.get("fine_tune_lr", train_kwargs.get("lr", TrainConfig.lr)))
         config = TrainConfig(**ft_kwargs, seed=derive_seed(seed, "fine-tune"), device=device)
     result: TrainResult = train_classifier(model, train_obf, train.labels, config, val=val_pair, progress=progress,
-                                           description=f"{scenario} {getattr(obfuscation, 'spec', '')}")
+                                           description=f"{scenario} {getattr(obfuscation, 'spec', '')}",
+                                           batch_transform=transform)
     del train_obf
     if save_model:
         # the clean model's file name, not its absolute path: the same name after OUTDIR moved
         clean_name = Path(clean_info["path"]).name if clean_info.get("path") else None
         name = f"{scenario}-{arch}-{stable_hash([getattr(obfuscation, 'spec', None), seed, clean_name], 12)}"
         save_classifier(result.model, Path(work_dir) / "models" / f"{name}.pt",
-                        extra={"scenario": scenario, "spec": obfuscation.spec, "seed": int(seed),
+                        extra={"scenario": scenario, "spec": obfuscation.spec, "seed": int(seed), "adv_train": adv_options,
                                "train_config": result.config, "history": result.history,
                                "clean_model": clean_info["path"], "class_names": list(train.class_names)})
     return TrainedModel(result.model, result.history, result.config, result.seconds)
@@ -349,6 +388,39 @@ def _prediction_figures(labels: np.ndarray, pred: np.ndarray, pred_orig: np.ndar
         "accuracy_on_originals": metrics.accuracy(labels, pred_orig),
         "laundering_rate_on_originals": metrics.laundering_rate(labels, pred_orig, real_index),
     }
+
+
+def _adversarial_figures(obfuscation: Any, model: torch.nn.Module, originals: torch.Tensor, mixed: torch.Tensor,
+                         mask: np.ndarray, labels: np.ndarray, keys: list, ob_seed: int, class_names: list[str],
+                         real_class: str, eval_batch: int, amp: Any, dev: torch.device) -> dict[str, Any]:
+    """For a method that attacks a surrogate (``adv``): the surrogate's own figures on the mixed
+    test set (``*_surrogate``, white-box) and those of this cell's model when the same attack is
+    aimed at it (``*_adaptive``); ``{}`` for other methods."""
+    from privattrib import metrics
+
+    if not callable(getattr(obfuscation, "surrogate", None)) or not callable(getattr(obfuscation, "against", None)):
+        return {}
+    surrogate = obfuscation.surrogate(dev)
+    out: dict[str, Any] = {"surrogate": surrogate.info()}
+    names = list(surrogate.class_names or [])
+    pred_s = predict(surrogate.model, mixed, batch_size=eval_batch, device=dev, amp=amp).argmax(1)
+    if real_class in names:
+        fake = mask & (labels != class_names.index(real_class))
+        out["laundering_rate_surrogate"] = float(np.mean(pred_s[fake] == names.index(real_class))) if fake.any() else None
+    if names == list(class_names):
+        out["accuracy_surrogate"] = metrics.accuracy(labels, pred_s)
+        out["accuracy_obfuscated_surrogate"] = metrics.accuracy(labels[mask], pred_s[mask])
+    index = np.flatnonzero(mask)
+    adaptive = mixed.clone()
+    if len(index):
+        index_t = torch.from_numpy(index).to(dev)
+        adaptive[index_t] = obfuscate_images(obfuscation.against(model), originals.index_select(0, index_t),
+                                             [keys[i] for i in index], ob_seed, dev)
+    pred_a = predict(model, adaptive, batch_size=eval_batch, device=dev, amp=amp).argmax(1)
+    out["accuracy_adaptive"] = metrics.accuracy(labels, pred_a)
+    out["accuracy_obfuscated_adaptive"] = metrics.accuracy(labels[mask], pred_a[mask])
+    out["laundering_rate_adaptive"] = metrics.laundering_rate(labels[mask], pred_a[mask], class_names.index(real_class))
+    return out
 
 
 def _training_figures(history: list[dict] | None) -> dict[str, Any]:
@@ -401,7 +473,12 @@ def run_attribution_cell(
         obfuscated test images vs their originals), ``train_accuracy, train_loss, val_accuracy``
         (last epoch of the training done for this scenario), ``clean_model_cached``,
         ``clean_model_path``, ``classifier``, ``classifier_options``, ``train_config``,
-        ``device``, ``obfuscation_seed``, ``train_seconds``, ``wall_seconds``.
+        ``device``, ``obfuscation_seed``, ``adv_train`` (the adversarial-training options of a
+        ``+adv`` scenario, else None), ``train_seconds``, ``wall_seconds``; for an ``adv`` method
+        also ``surrogate``, ``accuracy_surrogate``, ``accuracy_obfuscated_surrogate``,
+        ``laundering_rate_surrogate`` (the attacked model on the same images) and
+        ``accuracy_adaptive``, ``accuracy_obfuscated_adaptive``, ``laundering_rate_adaptive`` (the
+        same attack aimed at this cell's model).
     """
     start = time.perf_counter()
     obfuscation = _checked_cell_inputs(train, val, test, obfuscation, scenario, real_class)
@@ -418,7 +495,7 @@ def run_attribution_cell(
                            0.0 if clean_info["cached"] else float(clean_info["train_seconds"] or 0.0))
     if scenario != "clean-train" and not identity:
         trained = _scenario_model(train, val, obfuscation, scenario, classifier_cfg, clean, clean_info, seed,
-                                  ob_seed, work_dir, device, progress, save_model)
+                                  ob_seed, work_dir, device, progress, save_model, real_class)
 
     # 3. The test set: a seeded, stratified share of the images obfuscated once.
     labels = np.asarray(test.labels, dtype=np.int64)
@@ -452,6 +529,9 @@ def run_attribution_cell(
         "train_config": trained.config,
         "device": str(dev),
         "obfuscation_seed": ob_seed,
+        "adv_train": adv_train_options(scenario, classifier_cfg) if not identity else None,
+        **_adversarial_figures(obfuscation, trained.model, originals, mixed, mask, labels, list(test.keys), ob_seed,
+                               train.class_names, real_class, eval_batch, amp, dev),
         "train_seconds": trained.seconds,
         "wall_seconds": time.perf_counter() - start,
     }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from privattrib.cli import attacks, attribution, data, experiments, gan, images, methods, train, web
+from privattrib.cli import adversarial, attacks, attribution, data, experiments, gan, images, methods, train, web
 
 app = typer.Typer(
     name="privattrib",
@@ -60,7 +60,7 @@ def version() -> None:
         typer.echo(line)
 
 
-for _module in (methods, images, data, gan, experiments, attacks, attribution, train, web):
+for _module in (methods, images, data, gan, experiments, attacks, attribution, train, web, adversarial):
     _module.register(app)
 
 

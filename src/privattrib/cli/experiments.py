@@ -51,14 +51,15 @@ def _finish(result, console, *, table_title: str) -> None:
 
 
 def _run(spec, outdir: Path, *, executor: str, address: Optional[str], force: bool, device: Optional[str],
-         progress: bool, fail_fast: bool, table_title: str, gpus_per_cell: Optional[float] = None) -> None:
+         progress: bool, fail_fast: bool, table_title: str, gpus_per_cell: Optional[float] = None,
+         only_seeds: Optional[list] = None) -> None:
     from privattrib.experiments import SpecChangedError, run_experiment
 
     console = _console()
     try:
         result = run_experiment(spec, outdir, executor=executor, address=address, force=force, device=device,
                                 progress=progress, console=console, fail_fast=fail_fast,
-                                gpus_per_cell=gpus_per_cell)
+                                gpus_per_cell=gpus_per_cell, only_seeds=only_seeds)
     except (SpecChangedError, RuntimeError, ValueError, FileNotFoundError, NotImplementedError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -67,6 +68,21 @@ def _run(spec, outdir: Path, *, executor: str, address: Optional[str], force: bo
                       "to resume")
         raise typer.Exit(130) from None
     _finish(result, console, table_title=table_title)
+
+
+def _seed_subset(text: str, seeds: list[int]) -> list[int]:
+    """``--seeds 0,2`` -> those of the spec's seeds (seeds are not part of a run's keys, so a
+    later run with all of them adds the others to the same directory)."""
+    from privattrib.experiments import SpecError
+
+    try:
+        chosen = [int(s) for s in text.replace(",", " ").split()]
+    except ValueError:
+        raise SpecError(f"--seeds: a list of integers such as 0,1, got {text!r}") from None
+    unknown = [s for s in chosen if s not in seeds]
+    if unknown or not chosen:
+        raise SpecError(f"--seeds: {unknown or text!r} not among the spec's seeds {seeds}")
+    return [s for s in seeds if s in chosen]
 
 
 def register(app: typer.Typer) -> None:
@@ -85,18 +101,21 @@ def register(app: typer.Typer) -> None:
                                    "OUTDIR/stale and start over instead of refusing"),
         fail_fast: bool = typer.Option(False, "--fail-fast", help="stop at the first failing cell"),
         no_progress: bool = typer.Option(False, "--no-progress", help="no live progress display"),
+        seeds: Optional[str] = typer.Option(None, "--seeds", help="run only these of the spec's seeds now, e.g. "
+                                            "0 or 0,1 (the others stay for a later run; results.csv and the report keep every finished seed)"),
     ) -> None:
         """Run every cell of an experiment grid; rerun the same command to resume after any interruption."""
         from privattrib.experiments import SpecError, load_spec
 
         try:
             spec = load_spec(spec_file)
+            only_seeds = _seed_subset(seeds, spec.seeds) if seeds is not None else None
         except (SpecError, FileNotFoundError) as exc:
             _console().print(f"[red]error in {spec_file}:[/] {exc}")
             raise typer.Exit(2) from None
         _run(spec, outdir, executor=executor, address=address, force=force, device=device,
              progress=not no_progress, fail_fast=fail_fast, table_title=f"{spec.name} (mean over seeds)",
-             gpus_per_cell=gpus_per_cell)
+             gpus_per_cell=gpus_per_cell, only_seeds=only_seeds)
 
     @app.command("report")
     def report(

@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
         table.add_column("what it does / paper")
         for row in rows:
             params = "\n".join(
-                f"{p['name']}={'auto' if p['default'] is None else p['default']}  ({p['allowed']})" for p in row["parameters"]
+                f"{p['name']}={'(required)' if p.get('required') else 'auto' if p['default'] is None else p['default']}"
+                f"  ({p['allowed']})" for p in row["parameters"]
             ) or "-"
             what = row["summary"] + (f"\n[dim]{row['paper']}[/dim]" if row["paper"] else "")
             table.add_row(row["name"], params, row["privacy"], what)

@@ -230,15 +230,18 @@ def write_manifest(store: ResultsStore, spec: ExperimentSpec, env: dict, executo
     atomic_write_text(store.outdir / "spec.yaml", yaml.safe_dump(spec.raw, sort_keys=False))
 
 
+_CLEAN_MODEL_SCENARIOS = ("clean-train", "fine-tune", "fine-tune+adv")
+
+
 def first_wave(cells: list[Cell], done: set[str]) -> list[Cell]:
     """Per seed, the first pending cell that needs the clean model, unless one is already done."""
-    seeds_ready = {c.seed for c in cells if c.file_stem in done and c.scenario in ("clean-train", "fine-tune")}
+    seeds_ready = {c.seed for c in cells if c.file_stem in done and c.scenario in _CLEAN_MODEL_SCENARIOS}
     # (attack cells cache their own clean identity classifier; they run in the second wave)
     wave, seen = [], set()
     for c in cells:
         if c.file_stem in done or c.seed in seeds_ready or c.seed in seen:
             continue
-        if c.scenario in ("clean-train", "fine-tune"):
+        if c.scenario in _CLEAN_MODEL_SCENARIOS:
             wave.append(c)
             seen.add(c.seed)
     return wave
@@ -246,7 +249,8 @@ def first_wave(cells: list[Cell], done: set[str]) -> list[Cell]:
 
 def run_experiment(spec: ExperimentSpec, outdir: str | os.PathLike, *, executor: str = "local",
                    address: str | None = None, force: bool = False, device: str | None = None,
-                   progress: bool = True, console=None, fail_fast: bool = False, gpus_per_cell: float | None = None) -> RunResult:
+                   progress: bool = True, console=None, fail_fast: bool = False, gpus_per_cell: float | None = None,
+                   only_seeds: list[int] | None = None) -> RunResult:
     """Run (or resume) every cell of ``spec`` into ``outdir``.
 
     Args:
@@ -259,6 +263,8 @@ def run_experiment(spec: ExperimentSpec, outdir: str | os.PathLike, *, executor:
         fail_fast: stop at the first failing cell instead of running the others.
         gpus_per_cell: Ray only: GPUs each cell asks for, overriding the spec's ``resources.gpus``
             (default 1 when the cluster has GPUs).
+        only_seeds: run only the pending cells of these seeds now; ``results.csv``, the report and
+            the manifest still cover the whole grid (the other seeds' finished rows included).
 
     Raises:
         SpecChangedError: OUTDIR belongs to another spec and ``force`` is False.
@@ -272,7 +278,7 @@ def run_experiment(spec: ExperimentSpec, outdir: str | os.PathLike, *, executor:
     with _exclusive(outdir):
         return _run_locked(spec, outdir, executor=executor, address=address, force=force, device=device,
                            progress=progress, console=console, fail_fast=fail_fast,
-                           started=started, gpus_per_cell=gpus_per_cell)
+                           started=started, gpus_per_cell=gpus_per_cell, only_seeds=only_seeds)
 
 
 @contextlib.contextmanager
@@ -293,7 +299,7 @@ def _exclusive(outdir: Path):
 
 
 def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force, device, progress, console,
-                fail_fast, started, gpus_per_cell) -> RunResult:
+                fail_fast, started, gpus_per_cell, only_seeds=None) -> RunResult:
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
@@ -327,7 +333,8 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
     write_manifest(store, spec, env, executor, attack_data)
     store.write_csv(store.rows(stems))  # a kill between a row and its csv update is healed here
 
-    todo = [c for c in cells if c.file_stem not in done]
+    todo = [c for c in cells if c.file_stem not in done and (only_seeds is None or c.seed in only_seeds)]
+    check_method_models(todo)
     console.log(f"[bold]{spec.name}[/]: {len(cells)} cells, {len(done)} already done, {len(todo)} to run "
                 f"({executor} executor, device {env['device']})")
     failures: dict[str, str] = {}
@@ -350,7 +357,7 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
                 "class_names": spec.class_names, "attacks": spec.attacks,
             },
         }
-        wave1 = first_wave(cells, done)
+        wave1 = first_wave([c for c in cells if only_seeds is None or c.seed in only_seeds], done)
         waves = [wave1, [c for c in todo if c not in wave1]]
         columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
                    MofNCompleteColumn(), TextColumn("cells"), TimeElapsedColumn(),
@@ -389,6 +396,17 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
     csv_path = store.write_csv(rows)
     return RunResult(outdir=outdir, total=len(cells), skipped=len(done), ran=ran, failures=failures,
                      rows=rows, results_csv=csv_path, wall_s=time.perf_counter() - started)
+
+
+def check_method_models(cells: list[Cell]) -> None:
+    """Load the model every method of ``cells`` attacks (``adv``'s surrogate) before any data is
+    assembled, so that a missing or wrong checkpoint is named now, not by every cell later."""
+    from privattrib.obfuscation import make
+
+    for spec in dict.fromkeys(c.spec for c in cells):
+        ob = make(spec)
+        if callable(getattr(ob, "surrogate", None)):
+            ob.surrogate("cpu")
 
 
 def check_local_device(device: str) -> None:

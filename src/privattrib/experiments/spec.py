@@ -56,10 +56,14 @@ class SpecError(ValueError):
 
 #: The key group of fine-tune rows: the attribution key plus the fine-tune options.
 FINE_TUNE_GROUP = "attribution:fine-tune"
+#: The key group of the adversarial-training scenarios (``...+adv``): the whole classifier config.
+ADV_TRAIN_GROUP = "attribution:adv-train"
 
 
 def key_group(task: str, scenario: str) -> str:
     """Which task key a row of this task and scenario is stamped with."""
+    if task == "attribution" and scenario.endswith("+adv"):
+        return ADV_TRAIN_GROUP
     return FINE_TUNE_GROUP if task == "attribution" and scenario == "fine-tune" else task
 
 
@@ -160,14 +164,17 @@ class ExperimentSpec:
         the attribution classifier, leaves the other tasks' rows valid; changing only the fine-tune
         options invalidates only the fine-tune rows.
         """
-        from privattrib.attribution.scenarios import FINE_TUNE_KEYS
+        from privattrib.attribution.scenarios import ADV_TRAIN_KEY, FINE_TUNE_KEYS
 
         attribution = {"data": self.data_key(legacy=legacy), "obfuscated_fraction": self.obfuscated_fraction}
+        without_adv = {k: v for k, v in self.classifier.items() if k != ADV_TRAIN_KEY}
         keys: dict[str, dict] = {
-            # fine-tune options (e.g. fine_tune_epochs) leave clean-train and obfuscated-train rows valid
-            "attribution": {**attribution, "classifier": {k: v for k, v in self.classifier.items()
+            # fine-tune options (e.g. fine_tune_epochs) leave clean-train and obfuscated-train rows
+            # valid, and adversarial-training options every row but those of the +adv scenarios
+            "attribution": {**attribution, "classifier": {k: v for k, v in without_adv.items()
                                                           if k not in FINE_TUNE_KEYS}},
-            FINE_TUNE_GROUP: {**attribution, "classifier": self.classifier},
+            FINE_TUNE_GROUP: {**attribution, "classifier": without_adv},
+            ADV_TRAIN_GROUP: {**attribution, "classifier": self.classifier},
         }
         for name, opts in self.attacks.items():
             keys[name] = _key_form({"attack": name, **{k: v for k, v in opts.items()
@@ -187,6 +194,8 @@ class ExperimentSpec:
         accepted["attribution"] |= {hashes[FINE_TUNE_GROUP], legacy[FINE_TUNE_GROUP]}
         if "fine-tune" not in self.scenarios:
             del accepted[FINE_TUNE_GROUP]  # like a task the spec does not run: its rows are only hidden
+        if not any(s.endswith("+adv") for s in self.scenarios):
+            del accepted[ADV_TRAIN_GROUP]
         return accepted
 
     def rows_key(self) -> dict:

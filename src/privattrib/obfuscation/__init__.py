@@ -25,6 +25,7 @@ from privattrib.obfuscation import identity as _identity  # noqa: E402,F401
 from privattrib.obfuscation import pixelate as _pixelate  # noqa: E402,F401
 from privattrib.obfuscation import blur as _blur  # noqa: E402,F401
 from privattrib.obfuscation import svd as _svd  # noqa: E402,F401
+from privattrib.obfuscation import adversarial as _adversarial  # noqa: E402,F401
 
 __all__ = [
     "Obfuscation",

@@ -62,6 +62,7 @@ class Param:
     odd: bool = False
     choices: tuple[str, ...] | None = None
     required: bool = False
+    keep_case: bool = False  # strings such as file paths keep their case (others are lower-cased)
 
     def allowed(self) -> str:
         """Human description of the allowed values, used in error messages and the method table."""
@@ -91,6 +92,7 @@ class Param:
             "exclusive_minimum": self.exclusive_minimum,
             "odd": self.odd,
             "optional": self.default is None and not self.required,
+            "required": self.required,
         }
 
     def coerce(self, method: str, value: Any) -> Any:
@@ -123,7 +125,7 @@ class Param:
         else:
             if not isinstance(value, str):
                 raise bad
-            value = value.strip().lower()
+            value = value.strip() if self.keep_case else value.strip().lower()
         if self.choices is not None and value not in self.choices:
             raise bad
         if self.minimum is not None and value < self.minimum:
@@ -169,6 +171,9 @@ class Obfuscation:
     paper: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     randomized: ClassVar[bool] = False
+    #: A spec that builds, for the listing of methods whose parameters have no usable default
+    #: (e.g. a model checkpoint); None: ``make(name)``.
+    example: ClassVar[str | None] = None
 
     def __init__(self, **params: Any) -> None:
         known = {p.name for p in self.params_spec}
@@ -413,7 +418,7 @@ def describe_all() -> list[dict[str, Any]]:
                 "parameters": [p.as_dict() for p in cls.params_spec],
                 "privacy": cls.privacy,
                 "paper": cls.paper,
-                "example": make(name).spec,
+                "example": cls.example or make(name).spec,
             }
         )
     return rows

@@ -18,7 +18,8 @@ import numpy as np  # noqa: E402
 
 from privattrib.report.tables import _num, clean_reference, group_rows, short_spec, stats, summarise  # noqa: E402
 
-SCENARIO_MARKERS = {"clean-train": "o", "obfuscated-train": "s", "fine-tune": "^"}
+SCENARIO_MARKERS = {"clean-train": "o", "obfuscated-train": "s", "fine-tune": "^", "obfuscated-train+adv": "D",
+                    "fine-tune+adv": "v"}
 
 
 def fig_to_png(fig) -> bytes:

@@ -113,8 +113,12 @@ def summary_html(summary: list[dict], class_names: list[str]) -> str:
 
 
 def short_spec(spec: str) -> str:
-    """A spec shortened for narrow tables: no default noise backend, ``eps`` for epsilon."""
-    return str(spec).replace(",noise=fast", "").replace("epsilon=", "eps=")
+    """A spec shortened for narrow tables: no default noise backend, ``eps`` for epsilon, a model
+    checkpoint by its file name only."""
+    import re
+
+    text = str(spec).replace(",noise=fast", "").replace("epsilon=", "eps=")
+    return re.sub(r"model=[^,]*[/\\]([^,/\\]+)", r"model=\1", text)
 
 
 def _laundering_scenario(scenarios: list[str]) -> str | None:
@@ -134,7 +138,8 @@ def summary_rich_table(rows: list[dict], title: str = "results (mean over seeds)
 
     summary = summarise([r for r in rows if r.get("task", "attribution") == "attribution"])
     scenarios = list(OrderedDict.fromkeys(e["scenario"] for e in summary))
-    short = {"clean-train": "clean", "obfuscated-train": "obf", "fine-tune": "tune"}
+    short = {"clean-train": "clean", "obfuscated-train": "obf", "fine-tune": "tune", "obfuscated-train+adv": "obf+adv",
+             "fine-tune+adv": "tune+adv"}
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("method setting", style="cyan", overflow="fold", min_width=min(26, max(
         [len(short_spec(e["spec"])) for e in summary] or [10])))
