@@ -1,0 +1,320 @@
+"""Issue 18: which protocol difference moves DP-Pix's re-identification ratio (DP-Pix accuracy /
+plain pixelization accuracy) away from Fan 2018's Table 3, one factor at a time from our baseline.
+
+Fan's setting: AT&T faces 92 x 112, b = 16, m = 16, so 6 x 7 cells with Laplace noise of scale
+255 * 16 / (16 * 16 * epsilon) = 15.9 / epsilon grey levels per cell mean. At ``--scale s`` the grid
+uses b = 4s and m = s * s, so every size keeps that noise per cell and m's share of the face:
+
+    scale 1 (CPU): b = 4,  m = 1,  faces 24 x 24 (6 x 6 cells, the 96 px grid's cells), 28 x 24 (6 x 7)
+    scale 4 (GPU): b = 16, m = 16, faces 96 x 96, 112 x 96 (Fan's exact b, m and 6 x 7 cells)
+
+A cell = (data, factor's resolved options, method, seed); cells whose resolved options coincide run
+once (plain pixelization has no noise, so the noise factors share the baseline's plain cell). Every
+cell trains ``--epochs`` epochs and scores the test images after each one, so the table can read
+any shorter training (the loop is deterministic: epoch 40 of a 100-epoch run is a 40-epoch run).
+
+    python benchmarks/reid_ablation.py prepare --yaleb ../shared/data/yaleb --celeba ../shared/data/celeba \\
+        --scale 1 --sets .cache/fan-ablation-s1
+    python benchmarks/reid_ablation.py run --sets .cache/fan-ablation-s1 --out runs/fan-ablation-cpu \\
+        --data yaleb --factors baseline noise-per-epoch --seeds 0 1 2 --shard 0/2 --threads 1
+    python benchmarks/reid_ablation.py table --out runs/fan-ablation-cpu --at 40 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reid_grid as grid  # noqa: E402  (rows files, resuming and .npz sets are shared with the grid)
+
+EPSILONS = (0.1, 0.3, 0.5, 1.0)
+#: Fan 2018, Table 3 (AT&T, b = 16, m = 16): plain pixelization 96.25%, DP-Pix by epsilon.
+FAN_PLAIN = 96.25
+FAN_DP = {0.1: 3.75, 0.3: 18.75, 0.5: 43.75, 1.0: 77.5}
+#: cell grid name -> (rows, columns) of cells; faces are (rows * b) x (columns * b)
+GEOMETRIES = {"6x6": (6, 6), "6x7": (7, 6), "8x8": (8, 8)}
+#: data name -> (set file prefix, train per identity, test per identity, max identities)
+DATA = {
+    # Fan's 8 training images; 10 test images per person (not 2) only to shrink the sampling
+    # error: the expected accuracy is the same
+    "yaleb": ("yaleb", 8, 10, None),
+    # 5 images per person: 4 / 1, and 100 people (drawn per seed from all 2,000) so that clean
+    # faces are re-identified well above chance (500 people: 3.5% at 32 px)
+    "celeba": ("celeba", 4, 1, 100),
+}
+#: factor -> options changed from the baseline (geometry 6x6, all lighting, noise once per image,
+#: one release of every image)
+FACTORS = {
+    "baseline": {},
+    "cells-6x7": {"geometry": "6x7"},
+    "cells-8x8": {"geometry": "8x8"},
+    "even-light": {"max_light_angle": 25},
+    "noise-per-epoch": {"noise_per_epoch": True},
+    "train-releases-4": {"train_releases": 4},
+    "test-releases-4": {"test_releases": 4},
+    "train-48": {"train_per_identity": 48, "test_per_identity": 12},
+    "fan-like": {"geometry": "6x7", "max_light_angle": 25, "noise_per_epoch": True},
+}
+BASE = {"geometry": "6x6", "max_light_angle": None, "noise_per_epoch": False, "train_releases": 1,
+        "test_releases": 1}
+#: factors that only apply to Yale B (file names carry the light; 64 images per person)
+YALEB_ONLY = {"even-light", "train-48", "fan-like"}
+NOISE_OPTIONS = ("noise_per_epoch", "train_releases", "test_releases")
+
+
+def methods(scale: int) -> list[str]:
+    b, m = 4 * scale, scale * scale
+    return [f"pixelate:b={b}"] + [f"dp-pix:b={b},m={m},epsilon={eps:g}" for eps in EPSILONS]
+
+
+def set_name(data: str, geometry: str, scale: int) -> str:
+    rows, cols = GEOMETRIES[geometry]
+    return f"{DATA[data][0]}-{rows * 4 * scale}x{cols * 4 * scale}.npz"
+
+
+def resolve(data: str, factor: str, method: str, scale: int) -> dict:
+    """The options a cell actually runs with; a method without noise ignores the noise options."""
+    options = {**BASE, **FACTORS[factor]}
+    _, n_train, n_test, max_ids = DATA[data]
+    options.setdefault("train_per_identity", n_train)
+    options.setdefault("test_per_identity", n_test)
+    if method.startswith("pixelate"):
+        options.update({k: BASE[k] for k in NOISE_OPTIONS})
+    return {"data": data, "scale": scale, "max_identities": max_ids, "method": method, **options}
+
+
+# --------------------------------------------------------------------------- prepare
+def prepare(args) -> None:
+    from privattrib.data import load_source
+
+    out = Path(args.sets)
+    out.mkdir(parents=True, exist_ok=True)
+    for geometry in args.geometries:
+        rows, cols = GEOMETRIES[geometry]
+        hw = (rows * 4 * args.scale, cols * 4 * args.scale)
+        if args.yaleb:
+            faces = load_source(str(args.yaleb), size=hw)
+            grid._save(out / set_name("yaleb", geometry, args.scale), faces,
+                       {"source": "Extended Yale B (cropped), centre crop", "size": list(hw)})
+            print(f"yaleb {geometry}: {faces.images.shape}, {faces.num_classes} people")
+        if args.celeba and rows == cols:  # the yu2019 crop is square: no 6 x 7 CelebA set
+            faces = load_source({"celeba": str(args.celeba)}, size=hw)
+            ids = np.asarray(faces.identities)
+            people, counts = np.unique(ids, return_counts=True)
+            faces = faces.subset(np.flatnonzero(np.isin(ids, people[counts >= 5])))
+            grid._save(out / set_name("celeba", geometry, args.scale), faces,
+                       {"source": "CelebA img_align_celeba, yu2019 crop", "size": list(hw)})
+            print(f"celeba {geometry}: {faces.images.shape}, {len(np.unique(faces.identities))} people")
+
+
+# --------------------------------------------------------------------------- cells
+def build_cells(args) -> list[dict]:
+    cells, seen = [], set()
+    for data in args.data:
+        for factor in args.factors:
+            if data != "yaleb" and factor in YALEB_ONLY:
+                continue
+            for seed in args.seeds:
+                for method in methods(args.scale):
+                    cell = {**resolve(data, factor, method, args.scale), "seed": seed, "epochs": args.epochs,
+                            "batch_size": args.batch_size}
+                    key = cell_key(cell)
+                    if key not in seen:
+                        seen.add(key)
+                        cells.append({**cell, "factor": factor})
+    return cells
+
+
+def cell_key(cell: dict) -> str:
+    from privattrib.common import stable_hash
+
+    return stable_hash({k: v for k, v in cell.items() if k != "factor"})
+
+
+def run(args) -> None:
+    import torch
+
+    from privattrib.attacks import run_reid_cell
+
+    torch.set_num_threads(max(1, min(args.threads, os.cpu_count() or 1)))
+    shard, shards = (int(x) for x in args.shard.split("/"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cells = build_cells(args)[shard::shards]
+    finished = grid.done_keys(out)
+    todo = [c for c in cells if cell_key(c) not in finished]
+    print(f"shard {shard}/{shards}: {len(cells)} cells, {len(cells) - len(todo)} already done", flush=True)
+    missing = sorted({set_name(c["data"], c["geometry"], c["scale"]) for c in todo}
+                     - {p.name for p in Path(args.sets).glob("*.npz")})
+    if missing:
+        sys.exit(f"{args.sets}: missing {', '.join(missing)} (make them with `prepare --scale {args.scale}`)")
+    sets: dict[str, object] = {}
+    rows_path = out / f"rows-{args.tag}-{shard}.jsonl"
+    start = time.perf_counter()
+    for i, cell in enumerate(todo):
+        name = set_name(cell["data"], cell["geometry"], cell["scale"])
+        if name not in sets:
+            sets[name] = grid._load(Path(args.sets) / name)
+        arch_cfg = {"arch": "mcpherson2016", "epochs": cell["epochs"], "batch_size": cell["batch_size"], "lr": 1e-3}
+        t0 = time.perf_counter()
+        try:
+            row = run_reid_cell(sets[name], cell["method"], cell["seed"], arch_cfg, None, cell["train_per_identity"],
+                                cell["test_per_identity"], device=args.device, max_identities=cell["max_identities"],
+                                noise_per_epoch=cell["noise_per_epoch"], train_releases=cell["train_releases"],
+                                test_releases=cell["test_releases"], max_light_angle=cell["max_light_angle"],
+                                epoch_curve=True)
+        except Exception as exc:  # one failing cell must not stop the grid; the error is a row too
+            import traceback
+
+            traceback.print_exc()
+            row = {"attack": "reid", "error": repr(exc), "device": args.device}
+        row.pop("method_describe", None)
+        row.update({"cell_key": cell_key(cell), "ablation": cell, "grid_tag": args.tag})
+        with open(rows_path, "a") as f:  # one line per cell, flushed: an interrupted run loses one cell at most
+            f.write(json.dumps(row, default=str) + "\n")
+        print(f"[{shard}] {i + 1}/{len(todo)} {cell['data']} {cell['factor']} {cell['method']} s{cell['seed']}: "
+              f"{row.get('accuracy', float('nan')):.3f} ({time.perf_counter() - t0:.0f}s, "
+              f"total {time.perf_counter() - start:.0f}s)", flush=True)
+
+
+# --------------------------------------------------------------------------- tables
+def _accuracy(row: dict, epoch: int | None) -> float:
+    curve = row.get("accuracy_by_epoch") or []
+    if epoch is None or not curve:
+        return row["accuracy"]
+    return curve[min(epoch, len(curve)) - 1]
+
+
+def ratio_table(rows: list[dict], data: str, scale: int, epoch: int | None, factors: list[str]) -> list[str]:
+    """Markdown: per factor, plain and DP-Pix accuracy and DP / plain at each epsilon, read at ``epoch``
+    (None: the last epoch run), beside Fan 2018's ratios."""
+    by_key: dict[tuple, list[dict]] = {}
+    for r in rows:
+        a = r.get("ablation") or {}
+        if "error" in r or a.get("data") != data or a.get("scale") != scale:
+            continue
+        key = tuple(sorted((k, json.dumps(v)) for k, v in a.items() if k not in ("factor", "seed")))
+        by_key.setdefault(key, []).append(r)
+
+    def find(factor: str, method: str, epochs: int) -> dict[int, float]:
+        cell = {**resolve(data, factor, method, scale), "epochs": epochs, "batch_size": None}
+        out = {}
+        for key, found in by_key.items():
+            k = dict(key)
+            if all(k.get(name) == json.dumps(value) for name, value in cell.items() if name != "batch_size"):
+                out.update({r["seed"]: _accuracy(r, epoch) for r in found})
+        return out
+
+    epochs_run = sorted({(r.get("ablation") or {}).get("epochs") for r in rows if r.get("ablation")} - {None})
+    eps_cols = " | ".join(f"eps {e:g}" for e in EPSILONS)
+    lines = [f"| factor | seeds | plain | DP-Pix {eps_cols} | ratio {eps_cols} | max gap to Fan |",
+             "|---|---|---|" + "---|" * (2 * len(EPSILONS)) + "---|"]
+    meth = methods(scale)
+    for factor in factors:
+        if data != "yaleb" and factor in YALEB_ONLY:
+            continue
+        for epochs in epochs_run:
+            if epoch is not None and epoch > epochs:
+                continue
+            plain = find(factor, meth[0], epochs)
+            dps = [find(factor, m, epochs) for m in meth[1:]]
+            if not plain or not any(dps):
+                continue
+            p_mean = float(np.mean(list(plain.values())))
+            accs, ratios, gaps = [], [], []
+            for eps, dp in zip(EPSILONS, dps):
+                if not dp:
+                    accs.append("-")
+                    ratios.append("-")
+                    continue
+                d_mean = float(np.mean(list(dp.values())))
+                accs.append(_pct(list(dp.values())))
+                per_seed = [dp[s] / plain[s] for s in dp if s in plain and plain[s] > 0]
+                ratio = d_mean / p_mean if p_mean > 0 else float("nan")
+                spread = f" ± {np.std(per_seed, ddof=1):.2f}" if len(per_seed) > 1 else ""
+                ratios.append(f"{ratio:.2f}{spread}")
+                gaps.append(abs(ratio - FAN_DP[eps] / FAN_PLAIN))
+            seeds = sorted(set(plain) | {s for dp in dps for s in dp})
+            label = factor if len(epochs_run) == 1 else f"{factor} ({epochs} ep.)"
+            gap = f"{max(gaps):.2f}" if len(gaps) == len(EPSILONS) else "-"
+            lines.append(f"| {label} | {len(seeds)} | {_pct(list(plain.values()))} | {' | '.join(accs)} | "
+                         f"{' | '.join(ratios)} | {gap} |")
+    fan = " | ".join(f"{FAN_DP[e]:g}" for e in EPSILONS)
+    fan_r = " | ".join(f"{FAN_DP[e] / FAN_PLAIN:.2f}" for e in EPSILONS)
+    lines.append(f"| Fan 2018, AT&T | - | {FAN_PLAIN:g} | {fan} | {fan_r} | - |")
+    return lines
+
+
+def _pct(values: list[float]) -> str:
+    values = [100 * v for v in values]
+    return f"{values[0]:.1f}" if len(values) == 1 else f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
+
+
+def table(args) -> None:
+    rows = grid.load_rows(Path(args.out))
+    errors = [r for r in rows if "error" in r]
+    rows = [r for r in rows if "error" not in r]
+    scales = sorted({(r.get("ablation") or {}).get("scale") for r in rows} - {None})
+    for scale in scales:
+        for data in DATA:
+            sub = [r for r in rows if (r.get("ablation") or {}).get("data") == data and r["ablation"]["scale"] == scale]
+            if not sub:
+                continue
+            present = [f for f in FACTORS if any(r["ablation"]["factor"] == f for r in sub)]
+            shapes = sorted({"x".join(map(str, r["image_shape"][1:])) for r in sub})
+            for epoch in args.at or [None]:
+                when = f"after {epoch} epochs" if epoch else "after the last epoch run"
+                print(f"\n#### {data}, scale {scale} (b = {4 * scale}, m = {scale * scale}; faces {', '.join(shapes)}), "
+                      f"{when}\n")
+                print("\n".join(ratio_table(sub, data, scale, epoch, present)))
+            print(f"\nTop-1 accuracy in % (mean ± sample std over seeds); ratio = mean DP-Pix / mean plain "
+                  f"(± std of the per-seed ratios). {len(sub)} cells, "
+                  f"{sum(r.get('wall_s', 0) for r in sub) / 60:.0f} min of cell time, devices "
+                  f"{sorted({r.get('device', '?') for r in sub})}.")
+    for r in errors:
+        print(f"\nFAILED: {(r.get('ablation') or {}).get('factor')} {r.get('error')}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("prepare", help="decode Yale B and CelebA at the ablation's sizes into .npz arrays")
+    p.add_argument("--yaleb", type=Path)
+    p.add_argument("--celeba", type=Path)
+    p.add_argument("--scale", type=int, default=1, help="1: 24 px faces (b = 4); 4: 96 px faces (b = 16)")
+    p.add_argument("--geometries", nargs="+", default=list(GEOMETRIES), choices=list(GEOMETRIES))
+    p.add_argument("--sets", required=True)
+    r = sub.add_parser("run", help="run (a shard of) the ablation; resumes")
+    r.add_argument("--sets", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--data", nargs="+", default=["yaleb"], choices=list(DATA))
+    r.add_argument("--factors", nargs="+", default=list(FACTORS), choices=list(FACTORS),
+                   help="in priority order (a run cut short has done the first ones)")
+    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    r.add_argument("--scale", type=int, default=1)
+    r.add_argument("--epochs", type=int, default=100)
+    r.add_argument("--batch-size", type=int, default=32)
+    r.add_argument("--device", default="auto")
+    r.add_argument("--shard", default="0/1", help="i/n: run every n-th cell starting at i")
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--tag", default="ablation", help="rows go to rows-TAG-SHARD.jsonl")
+    t = sub.add_parser("table", help="print the ratio tables of the rows so far")
+    t.add_argument("--out", required=True)
+    t.add_argument("--at", type=int, nargs="*", default=None,
+                   help="read every curve after these epochs (default: the last epoch run)")
+    args = parser.parse_args(argv)
+    if getattr(args, "scale", 1) < 1:
+        parser.error("--scale must be >= 1")
+    {"prepare": prepare, "run": run, "table": table}[args.step](args)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    main()
