@@ -69,9 +69,10 @@ YALEB_ONLY = {"even-light", "train-48", "fan-like"}
 NOISE_OPTIONS = ("noise_per_epoch", "train_releases", "test_releases")
 
 
-def methods(scale: int) -> list[str]:
+def methods(scale: int, epsilons=EPSILONS) -> list[str]:
+    """Plain pixelization, then DP-Pix at each epsilon, with b = 4 * scale and m = scale**2."""
     b, m = 4 * scale, scale * scale
-    return [f"pixelate:b={b}"] + [f"dp-pix:b={b},m={m},epsilon={eps:g}" for eps in EPSILONS]
+    return [f"pixelate:b={b}"] + [f"dp-pix:b={b},m={m},epsilon={eps:g}" for eps in epsilons]
 
 
 def set_name(data: str, geometry: str, scale: int) -> str:
@@ -122,7 +123,7 @@ def build_cells(args) -> list[dict]:
             if data != "yaleb" and factor in YALEB_ONLY:
                 continue
             for seed in args.seeds:
-                for method in methods(args.scale):
+                for method in methods(args.scale, args.epsilons):
                     cell = {**resolve(data, factor, method, args.scale), "seed": seed, "epochs": args.epochs,
                             "batch_size": args.batch_size}
                     key = cell_key(cell)
@@ -298,6 +299,8 @@ def main(argv=None) -> None:
     r.add_argument("--factors", nargs="+", default=list(FACTORS), choices=list(FACTORS),
                    help="in priority order (a run cut short has done the first ones)")
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    r.add_argument("--epsilons", type=float, nargs="+", default=list(EPSILONS), choices=list(EPSILONS),
+                   help="DP-Pix's epsilons to run (plain pixelization always runs)")
     r.add_argument("--scale", type=int, default=1)
     r.add_argument("--epochs", type=int, default=100)
     r.add_argument("--batch-size", type=int, default=32)
