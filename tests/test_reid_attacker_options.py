@@ -148,3 +148,34 @@ def test_yale_b_lighting_filter():
         yaleb_light_angles(["yaleB01/nothing.pgm"])
     with pytest.raises(ValueError, match=">= 0"):
         select_even_light(data, -1)
+
+
+def test_cli_passes_the_attacker_options_and_refuses_bad_ones():
+    import json
+
+    from typer.testing import CliRunner
+
+    from privattrib.cli import app
+
+    base = ["attack", "reid", "--data", "synthetic:n_identities=6,per_identity=5", "--method", DP,
+            "--train-per-identity", "4", "--test-per-identity", "1", "--epochs", "2", "--json"]
+    result = CliRunner().invoke(app, [*base, "--noise-per-epoch", "--train-releases", "2", "--test-releases", "3"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output)
+    assert (row["noise_per_epoch"], row["train_releases"], row["test_releases"]) == (True, 2, 3)
+    assert row["epsilon_test_total"] == 3.0
+    result = CliRunner().invoke(app, [*base, "--test-releases", "0"])
+    assert result.exit_code != 0 and "test_releases" in result.output
+    result = CliRunner().invoke(app, [*base, "--height", "20"])
+    assert result.exit_code != 0 and "square" in result.output
+
+
+@pytest.mark.shared_data
+def test_even_light_keeps_18_to_19_faces_of_every_yale_b_person(yaleb_root):
+    from privattrib.data.sources import identity_entries
+
+    entries = identity_entries(yaleb_root)
+    azimuth, elevation = yaleb_light_angles(entries.keys)  # every face file names its light
+    even = (np.abs(azimuth) <= 25) & (np.abs(elevation) <= 25)
+    per_person = np.bincount(entries.rows["identities"][even])
+    assert len(per_person) == 38 and per_person.min() == 18 and per_person.max() == 19  # 8 train + 10 test fit
