@@ -75,3 +75,13 @@ def test_ratio_table_reads_the_curves_at_the_epoch_asked(tmp_path, capsys):
 def test_bad_scale_is_refused():
     with pytest.raises(SystemExit):
         _run_args("--scale", "0")
+
+
+def test_best_epoch_table_reads_each_curves_maximum(tmp_path, capsys):
+    rows = [_row("baseline", "pixelate:b=4", 0, [0.2, 0.6, 0.5])]
+    rows += [_row("baseline", m, 0, [0.3, 0.1, 0.2]) for m in ablation.methods(1)[1:]]
+    (tmp_path / "rows-ablation-0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ablation.main(["table", "--out", str(tmp_path), "--best-epoch"])
+    out = capsys.readouterr().out
+    assert "after the last epoch run" in out and "| baseline | 1 | 50.0 | 20.0 |" in out
+    assert "best epoch on the test set" in out and "| baseline | 1 | 60.0 | 30.0 |" in out
