@@ -7,7 +7,7 @@
 #
 # OUTDIR gets rows-gpu-*.jsonl (one JSON line per cell, as `reid_ablation.py run` writes them),
 # shard-*.log, prepare.log and table.md; render the rows again later with
-#   python benchmarks/reid_ablation.py table --out OUTDIR --at 40 100
+#   python benchmarks/reid_ablation.py table --out OUTDIR --at 40 100 --best-epoch
 # A rerun with the same OUTDIR resumes after the cells already there.
 #
 # Environment: YALEB (default ../shared/data/yaleb), SETS (default .cache/fan-ablation-s4),
@@ -18,7 +18,7 @@ set -u
 out=${1:-${OUT:-runs/fan-ablation-gpu}}
 py=${PYTHON:-python3}
 sets=${SETS:-.cache/fan-ablation-s4}
-factors=${FACTORS:-baseline noise-per-epoch even-light cells-6x7 fan-like test-releases-4}
+factors=${FACTORS:-baseline noise-per-epoch even-light cells-6x7 fan-like test-releases-4 train-48}
 shards=${SHARDS:-8}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 mkdir -p "$out"
@@ -35,4 +35,4 @@ done
 wait
 echo "cells done in $((SECONDS - start))s: $(cat "$out"/rows-gpu-*.jsonl 2>/dev/null | wc -l) rows"
 tail -n 2 "$out"/shard-*.log
-"$py" benchmarks/reid_ablation.py table --out "$out" --at 40 "${EPOCHS:-100}" | tee "$out/table.md"
+"$py" benchmarks/reid_ablation.py table --out "$out" --at 40 "${EPOCHS:-100}" --best-epoch | tee "$out/table.md"
