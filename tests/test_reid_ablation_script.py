@@ -85,3 +85,11 @@ def test_best_epoch_table_reads_each_curves_maximum(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "after the last epoch run" in out and "| baseline | 1 | 50.0 | 20.0 |" in out
     assert "best epoch on the test set" in out and "| baseline | 1 | 60.0 | 30.0 |" in out
+
+
+def test_a_ratio_pairs_each_seed_with_its_own_plain_cell(tmp_path, capsys):
+    rows = [_row("baseline", "pixelate:b=4", 0, [0.5]), _row("baseline", "pixelate:b=4", 1, [0.1])]
+    rows += [_row("baseline", m, 0, [0.25]) for m in ablation.methods(1)[1:]]  # seed 0 only so far
+    (tmp_path / "rows-ablation-0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ablation.main(["table", "--out", str(tmp_path)])
+    assert "| baseline | 1 | 30.0 ± 28.3 | 25.0 | 25.0 | 25.0 | 25.0 | 0.50 | 0.50 | 0.50 | 0.50 |" in capsys.readouterr().out
