@@ -60,12 +60,14 @@ FACTORS = {
     "train-releases-4": {"train_releases": 4},
     "test-releases-4": {"test_releases": 4},
     "train-48": {"train_per_identity": 48, "test_per_identity": 12},
+    # AT&T-like faces (even light, 6 x 7 cells) for the baseline attacker, then with fresh noise
+    "fan-data": {"geometry": "6x7", "max_light_angle": 25},
     "fan-like": {"geometry": "6x7", "max_light_angle": 25, "noise_per_epoch": True},
 }
 BASE = {"geometry": "6x6", "max_light_angle": None, "noise_per_epoch": False, "train_releases": 1,
         "test_releases": 1}
 #: factors that only apply to Yale B (file names carry the light; 64 images per person)
-YALEB_ONLY = {"even-light", "train-48", "fan-like"}
+YALEB_ONLY = {"even-light", "train-48", "fan-data", "fan-like"}
 NOISE_OPTIONS = ("noise_per_epoch", "train_releases", "test_releases")
 
 
