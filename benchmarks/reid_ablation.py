@@ -59,6 +59,8 @@ FACTORS = {
     "noise-per-epoch": {"noise_per_epoch": True},
     "train-releases-4": {"train_releases": 4},
     "test-releases-4": {"test_releases": 4},
+    # the composition attack with matched training: 4 releases of every face, train and test
+    "releases-4": {"train_releases": 4, "test_releases": 4},
     "train-48": {"train_per_identity": 48, "test_per_identity": 12},
     # AT&T-like faces (even light, 6 x 7 cells) for the baseline attacker, then with fresh noise
     "fan-data": {"geometry": "6x7", "max_light_angle": 25},
