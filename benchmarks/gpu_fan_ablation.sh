@@ -18,7 +18,7 @@ set -u
 out=${1:-${OUT:-runs/fan-ablation-gpu}}
 py=${PYTHON:-python3}
 sets=${SETS:-.cache/fan-ablation-s4}
-factors=${FACTORS:-baseline noise-per-epoch fan-data fan-like even-light cells-6x7 releases-4 test-releases-4 train-48}
+factors=${FACTORS:-baseline noise-per-epoch fan-data fan-like even-light releases-4 cells-6x7 test-releases-4 train-48}
 shards=${SHARDS:-8}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 mkdir -p "$out"

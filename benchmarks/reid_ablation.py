@@ -66,6 +66,15 @@ FACTORS = {
     "fan-data": {"geometry": "6x7", "max_light_angle": 25},
     "fan-like": {"geometry": "6x7", "max_light_angle": 25, "noise_per_epoch": True},
 }
+#: legend of the plot
+FACTOR_LABELS = {
+    "baseline": "our grid: all lighting, 6 x 6 cells, noise once",
+    "noise-per-epoch": "+ fresh noise every epoch",
+    "fan-data": "even light, 6 x 7 cells, noise once",
+    "fan-like": "even light, 6 x 7 cells, fresh noise every epoch",
+    "even-light": "+ even light",
+    "releases-4": "+ 4 releases averaged (train and test)",
+}
 BASE = {"geometry": "6x6", "max_light_angle": None, "noise_per_epoch": False, "train_releases": 1,
         "test_releases": 1}
 #: factors that only apply to Yale B (file names carry the light; 64 images per person)
@@ -203,9 +212,15 @@ def _accuracy(row: dict, epoch: int | str | None) -> float:
     return curve[min(epoch, len(curve)) - 1]
 
 
-def ratio_table(rows: list[dict], data: str, scale: int, epoch: int | None, factors: list[str]) -> list[str]:
-    """Markdown: per factor, plain and DP-Pix accuracy and DP / plain at each epsilon, read at ``epoch``
-    (None: the last epoch run), beside Fan 2018's ratios."""
+def summarize(rows: list[dict], data: str, scale: int, epoch: int | str | None, factors: list[str]) -> list[dict]:
+    """Per factor and training length: the plain cells' accuracies by seed, and per epsilon the DP-Pix
+    accuracies and ratios of the seeds that have both cells, read at ``epoch`` (None: the last
+    epoch run; :data:`BEST`: each curve's maximum).
+
+    Returns:
+        ``[{"factor", "epochs", "plain": {seed: acc}, "eps": {eps: {"dp": [...], "ratio": r,
+        "per_seed": [...]}}}]`` in the order of ``factors``.
+    """
     by_key: dict[tuple, list[dict]] = {}
     for r in rows:
         a = r.get("ablation") or {}
@@ -215,19 +230,17 @@ def ratio_table(rows: list[dict], data: str, scale: int, epoch: int | None, fact
         by_key.setdefault(key, []).append(r)
 
     def find(factor: str, method: str, epochs: int) -> dict[int, float]:
-        cell = {**resolve(data, factor, method, scale), "epochs": epochs, "batch_size": None}
+        cell = {**resolve(data, factor, method, scale), "epochs": epochs}
         out = {}
         for key, found in by_key.items():
             k = dict(key)
-            if all(k.get(name) == json.dumps(value) for name, value in cell.items() if name != "batch_size"):
+            if all(k.get(name) == json.dumps(value) for name, value in cell.items()):
                 out.update({r["seed"]: _accuracy(r, epoch) for r in found})
         return out
 
     epochs_run = sorted({(r.get("ablation") or {}).get("epochs") for r in rows if r.get("ablation")} - {None})
-    eps_cols = " | ".join(f"eps {e:g}" for e in EPSILONS)
-    lines = [f"| factor | seeds | plain | DP-Pix {eps_cols} | ratio {eps_cols} | max gap to Fan |",
-             "|---|---|---|" + "---|" * (2 * len(EPSILONS)) + "---|"]
     meth = methods(scale)
+    out = []
     for factor in factors:
         if data != "yaleb" and factor in YALEB_ONLY:
             continue
@@ -235,34 +248,86 @@ def ratio_table(rows: list[dict], data: str, scale: int, epoch: int | None, fact
             if isinstance(epoch, int) and epoch > epochs:
                 continue
             plain = find(factor, meth[0], epochs)
-            dps = [find(factor, m, epochs) for m in meth[1:]]
-            if not plain or not any(dps):
-                continue
-            accs, ratios, gaps, counts = [], [], [], set()
-            for eps, dp in zip(EPSILONS, dps):
+            entry = {"factor": factor, "epochs": epochs, "plain": plain, "eps": {}}
+            for eps, method in zip(EPSILONS, meth[1:]):
+                dp = find(factor, method, epochs)
                 common = sorted(set(dp) & set(plain))  # a ratio pairs each seed's DP cell with its plain cell
                 if not common:
-                    accs.append("-")
-                    ratios.append("-")
                     continue
-                counts.add(len(common))
-                d_mean = float(np.mean([dp[s] for s in common]))
                 p_mean = float(np.mean([plain[s] for s in common]))
-                accs.append(_pct([dp[s] for s in common]))
-                per_seed = [dp[s] / plain[s] for s in common if plain[s] > 0]
-                ratio = d_mean / p_mean if p_mean > 0 else float("nan")
-                spread = f" ± {np.std(per_seed, ddof=1):.2f}" if len(per_seed) > 1 else ""
-                ratios.append(f"{ratio:.2f}{spread}")
-                gaps.append(abs(ratio - FAN_DP[eps] / FAN_PLAIN))
-            label = factor if len(epochs_run) == 1 else f"{factor} ({epochs} ep.)"
-            gap = f"{max(gaps):.2f}" if len(gaps) == len(EPSILONS) else "-"
-            seeds = "-".join(str(n) for n in sorted({min(counts), max(counts)})) if counts else "0"
-            lines.append(f"| {label} | {seeds} | {_pct(list(plain.values()))} | {' | '.join(accs)} | "
-                         f"{' | '.join(ratios)} | {gap} |")
+                entry["eps"][eps] = {
+                    "dp": [dp[s] for s in common],
+                    "ratio": float(np.mean([dp[s] for s in common])) / p_mean if p_mean > 0 else float("nan"),
+                    "per_seed": [dp[s] / plain[s] for s in common if plain[s] > 0]}
+            if entry["eps"]:
+                out.append(entry)
+    return out
+
+
+def ratio_table(rows: list[dict], data: str, scale: int, epoch: int | str | None, factors: list[str]) -> list[str]:
+    """Markdown: per factor, plain and DP-Pix accuracy and DP / plain at each epsilon, read at ``epoch``
+    (see :func:`summarize`), beside Fan 2018's ratios."""
+    entries = summarize(rows, data, scale, epoch, factors)
+    several = len({e["epochs"] for e in entries}) > 1
+    eps_cols = " | ".join(f"eps {e:g}" for e in EPSILONS)
+    lines = [f"| factor | seeds | plain | DP-Pix {eps_cols} | ratio {eps_cols} | max gap to Fan |",
+             "|---|---|---|" + "---|" * (2 * len(EPSILONS)) + "---|"]
+    for entry in entries:
+        accs, ratios, gaps = [], [], []
+        for eps in EPSILONS:
+            got = entry["eps"].get(eps)
+            if got is None:
+                accs.append("-")
+                ratios.append("-")
+                continue
+            accs.append(_pct(got["dp"]))
+            spread = f" ± {np.std(got['per_seed'], ddof=1):.2f}" if len(got["per_seed"]) > 1 else ""
+            ratios.append(f"{got['ratio']:.2f}{spread}")
+            gaps.append(abs(got["ratio"] - FAN_DP[eps] / FAN_PLAIN))
+        counts = {len(got["dp"]) for got in entry["eps"].values()}
+        label = f"{entry['factor']} ({entry['epochs']} ep.)" if several else entry["factor"]
+        gap = f"{max(gaps):.2f}" if len(gaps) == len(EPSILONS) else "-"
+        seeds = "-".join(str(n) for n in sorted({min(counts), max(counts)}))
+        lines.append(f"| {label} | {seeds} | {_pct(list(entry['plain'].values()))} | {' | '.join(accs)} | "
+                     f"{' | '.join(ratios)} | {gap} |")
     fan = " | ".join(f"{FAN_DP[e]:g}" for e in EPSILONS)
     fan_r = " | ".join(f"{FAN_DP[e] / FAN_PLAIN:.2f}" for e in EPSILONS)
     lines.append(f"| Fan 2018, AT&T | - | {FAN_PLAIN:g} | {fan} | {fan_r} | - |")
     return lines
+
+
+def plot(args) -> None:
+    """DP-Pix / plain against epsilon, one line per factor (mean ± std of the per-seed ratios), Fan's dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in grid.load_rows(Path(args.out)) if "error" not in r
+            and (r.get("ablation") or {}).get("epochs") == args.epochs]
+    entries = summarize(rows, args.data, args.scale, None, args.factors)
+    if not entries:
+        sys.exit(f"{args.out}: no {args.data} rows at scale {args.scale} with {args.epochs} epochs")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    ax.plot(EPSILONS, [FAN_DP[e] / FAN_PLAIN for e in EPSILONS], "k--", marker="s",
+            label="Fan 2018, AT&T (Table 3)")
+    for entry in entries:
+        eps = sorted(entry["eps"])
+        ax.errorbar(eps, [entry["eps"][e]["ratio"] for e in eps],
+                    yerr=[np.std(entry["eps"][e]["per_seed"], ddof=1) if len(entry["eps"][e]["per_seed"]) > 1
+                          else 0 for e in eps], marker="o", capsize=3, label=args.labels.get(entry["factor"],
+                                                                                                  entry["factor"]))
+    ax.set_xlabel("epsilon (DP-Pix, Fan's noise per cell: 15.9 / epsilon grey levels)")
+    ax.set_ylabel("re-identification: DP-Pix / plain pixelization")
+    ax.set_xticks(EPSILONS)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(f"Yale B, 8 training faces per person, {args.epochs} epochs, three seeds", fontsize=9)
+    fig.tight_layout()
+    Path(args.png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.png)
+    print(f"wrote {args.png}")
 
 
 def _pct(values: list[float]) -> str:
@@ -285,9 +350,12 @@ def table(args) -> None:
             for epoch in (args.at or [None]) + ([BEST] if args.best_epoch else []):
                 when = ("at each cell's best epoch on the test set (optimistic)" if epoch == BEST
                         else f"after {epoch} epochs" if epoch else "after the last epoch run")
+                lines = ratio_table(sub, data, scale, epoch, present)
+                if len(lines) == 3:  # header and Fan's row only: no cell ran that long
+                    continue
                 print(f"\n#### {data}, scale {scale} (b = {4 * scale}, m = {scale * scale}; faces {', '.join(shapes)}), "
                       f"{when}\n")
-                print("\n".join(ratio_table(sub, data, scale, epoch, present)))
+                print("\n".join(lines))
             print("\nTop-1 accuracy in % (mean ± sample std over seeds); seeds = of the DP-Pix cells (a range "
                   "where epsilons differ); ratio = mean DP-Pix / mean plain over those seeds (± std of the per-seed "
                   f"ratios); plain over every seed run. {len(sub)} cells, "
@@ -329,10 +397,19 @@ def main(argv=None) -> None:
     t.add_argument("--best-epoch", action="store_true",
                    help="also a table read at each curve's maximum: the epoch a paper that reports its best "
                         "test epoch would pick (optimistic)")
+    g = sub.add_parser("plot", help="a PNG of DP-Pix / plain against epsilon, one line per factor")
+    g.add_argument("--out", required=True)
+    g.add_argument("--png", required=True)
+    g.add_argument("--data", default="yaleb", choices=list(DATA))
+    g.add_argument("--scale", type=int, default=1)
+    g.add_argument("--epochs", type=int, default=100)
+    g.add_argument("--factors", nargs="+", default=["baseline", "noise-per-epoch", "fan-data", "fan-like"],
+                   choices=list(FACTORS))
     args = parser.parse_args(argv)
+    args.labels = FACTOR_LABELS
     if getattr(args, "scale", 1) < 1:
         parser.error("--scale must be >= 1")
-    {"prepare": prepare, "run": run, "table": table}[args.step](args)
+    {"prepare": prepare, "run": run, "table": table, "plot": plot}[args.step](args)
 
 
 if __name__ == "__main__":

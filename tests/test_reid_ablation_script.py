@@ -93,3 +93,14 @@ def test_a_ratio_pairs_each_seed_with_its_own_plain_cell(tmp_path, capsys):
     (tmp_path / "rows-ablation-0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     ablation.main(["table", "--out", str(tmp_path)])
     assert "| baseline | 1 | 30.0 ± 28.3 | 25.0 | 25.0 | 25.0 | 25.0 | 0.50 | 0.50 | 0.50 | 0.50 |" in capsys.readouterr().out
+
+
+def test_plot_writes_a_png_of_the_ratios(tmp_path):
+    rows = [_row("baseline", "pixelate:b=4", s, [0.5]) for s in (0, 1)]
+    rows += [_row("baseline", m, s, [0.1 * (i + 1)]) for s in (0, 1) for i, m in enumerate(ablation.methods(1)[1:])]
+    (tmp_path / "rows-ablation-0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    png = tmp_path / "ratios.png"
+    ablation.main(["plot", "--out", str(tmp_path), "--png", str(png), "--epochs", "1", "--factors", "baseline"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit, match="no yaleb rows"):
+        ablation.main(["plot", "--out", str(tmp_path), "--png", str(png), "--epochs", "100"])
