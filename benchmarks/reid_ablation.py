@@ -365,6 +365,26 @@ def table(args) -> None:
         print(f"\nFAILED: {(r.get('ablation') or {}).get('factor')} {r.get('error')}")
 
 
+def cells(args) -> None:
+    """How dark the DP-Pix cells of a Yale B set are, and how many of them the [0, 255] clip cuts, for
+    all lighting and for even light: the mechanism behind the even-light factor."""
+    from privattrib.attacks.reid import obfuscate_once
+    from privattrib.data import select_even_light
+
+    faces = grid._load(Path(args.sets) / set_name("yaleb", args.geometry, args.scale))
+    b, m = 4 * args.scale, args.scale * args.scale
+    print(f"| Yale B {args.geometry} cells (b = {b}) | mean cell | cells below 32 | "
+          + " | ".join(f"clipped at eps {e:g}" for e in EPSILONS) + " |")
+    print("|---|---|---|" + "---|" * len(EPSILONS))
+    for label, part in (("all 64 lighting conditions", faces), ("light within 25 degrees", select_even_light(faces, 25))):
+        plain = obfuscate_once(f"pixelate:b={b}", part, 0, device="cpu").numpy()[:, :, ::b, ::b].astype(np.float64)
+        clipped = []
+        for eps in EPSILONS:
+            noisy = obfuscate_once(f"dp-pix:b={b},m={m},epsilon={eps:g}", part, 0, device="cpu").numpy()[:, :, ::b, ::b]
+            clipped.append(f"{np.mean((noisy == 0) | (noisy == 255)):.1%}")
+        print(f"| {label} ({len(part)} faces) | {plain.mean():.0f} | {np.mean(plain < 32):.0%} | {' | '.join(clipped)} |")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="step", required=True)
@@ -405,11 +425,15 @@ def main(argv=None) -> None:
     g.add_argument("--epochs", type=int, default=100)
     g.add_argument("--factors", nargs="+", default=["baseline", "noise-per-epoch", "fan-data", "fan-like"],
                    choices=list(FACTORS))
+    c = sub.add_parser("cells", help="dark and clipped DP-Pix cells of Yale B, all lighting against even light")
+    c.add_argument("--sets", required=True)
+    c.add_argument("--scale", type=int, default=1)
+    c.add_argument("--geometry", default="6x7", choices=list(GEOMETRIES))
     args = parser.parse_args(argv)
     args.labels = FACTOR_LABELS
     if getattr(args, "scale", 1) < 1:
         parser.error("--scale must be >= 1")
-    {"prepare": prepare, "run": run, "table": table, "plot": plot}[args.step](args)
+    {"prepare": prepare, "run": run, "table": table, "plot": plot, "cells": cells}[args.step](args)
 
 
 if __name__ == "__main__":

@@ -104,3 +104,19 @@ def test_plot_writes_a_png_of_the_ratios(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit, match="no yaleb rows"):
         ablation.main(["plot", "--out", str(tmp_path), "--png", str(png), "--epochs", "100"])
+
+
+def test_cells_counts_dark_and_clipped_cells_per_lighting(tmp_path, capsys):
+    import numpy as np
+
+    from privattrib.data import LabeledImages
+
+    keys = ["yaleB01/yaleB01_P00A+000E+00.pgm", "yaleB01/yaleB01_P00A+130E+20.pgm"]
+    images = np.stack([np.full((1, 28, 24), 128, np.uint8), np.zeros((1, 28, 24), np.uint8)])  # lit, black
+    faces = LabeledImages(images=images, labels=np.zeros(2, np.int64), class_names=["yaleB01"], keys=keys,
+                          identities=np.zeros(2, np.int64))
+    ablation.grid._save(tmp_path / "yaleb-28x24.npz", faces, {})
+    ablation.main(["cells", "--sets", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| all 64 lighting conditions (2 faces) | 64 | 50% |" in out  # the black face: every cell dark
+    assert "| light within 25 degrees (1 faces) | 128 | 0% |" in out
