@@ -353,8 +353,8 @@ def table(args) -> None:
                 lines = ratio_table(sub, data, scale, epoch, present)
                 if len(lines) == 3:  # header and Fan's row only: no cell ran that long
                     continue
-                print(f"\n#### {data}, scale {scale} (b = {4 * scale}, m = {scale * scale}; faces {', '.join(shapes)}), "
-                      f"{when}\n")
+                print(f"\n#### {data}, scale {scale} (b = {4 * scale}, m = {scale * scale}; "
+                      f"faces {', '.join(shapes)}), {when}\n")
                 print("\n".join(lines))
             print("\nTop-1 accuracy in % (mean ± sample std over seeds); seeds = of the DP-Pix cells (a range "
                   "where epsilons differ); ratio = mean DP-Pix / mean plain over those seeds (± std of the per-seed "
@@ -376,13 +376,15 @@ def cells(args) -> None:
     print(f"| Yale B {args.geometry} cells (b = {b}) | mean cell | cells below 32 | "
           + " | ".join(f"clipped at eps {e:g}" for e in EPSILONS) + " |")
     print("|---|---|---|" + "---|" * len(EPSILONS))
-    for label, part in (("all 64 lighting conditions", faces), ("light within 25 degrees", select_even_light(faces, 25))):
+    parts = (("all 64 lighting conditions", faces), ("light within 25 degrees", select_even_light(faces, 25)))
+    for label, part in parts:
         plain = obfuscate_once(f"pixelate:b={b}", part, 0, device="cpu").numpy()[:, :, ::b, ::b].astype(np.float64)
         clipped = []
         for eps in EPSILONS:
             noisy = obfuscate_once(f"dp-pix:b={b},m={m},epsilon={eps:g}", part, 0, device="cpu").numpy()[:, :, ::b, ::b]
             clipped.append(f"{np.mean((noisy == 0) | (noisy == 255)):.1%}")
-        print(f"| {label} ({len(part)} faces) | {plain.mean():.0f} | {np.mean(plain < 32):.0%} | {' | '.join(clipped)} |")
+        print(f"| {label} ({len(part)} faces) | {plain.mean():.0f} | {np.mean(plain < 32):.0%} | "
+              f"{' | '.join(clipped)} |")
 
 
 def main(argv=None) -> None:

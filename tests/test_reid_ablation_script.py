@@ -92,7 +92,8 @@ def test_a_ratio_pairs_each_seed_with_its_own_plain_cell(tmp_path, capsys):
     rows += [_row("baseline", m, 0, [0.25]) for m in ablation.methods(1)[1:]]  # seed 0 only so far
     (tmp_path / "rows-ablation-0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     ablation.main(["table", "--out", str(tmp_path)])
-    assert "| baseline | 1 | 30.0 ± 28.3 | 25.0 | 25.0 | 25.0 | 25.0 | 0.50 | 0.50 | 0.50 | 0.50 |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| baseline | 1 | 30.0 ± 28.3 | 25.0 | 25.0 | 25.0 | 25.0 | 0.50 | 0.50 | 0.50 | 0.50 |" in out
 
 
 def test_plot_writes_a_png_of_the_ratios(tmp_path):
