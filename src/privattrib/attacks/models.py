@@ -24,18 +24,23 @@ class McPherson2016(nn.Module):
 
     Args:
         num_classes: K identities.
-        image_size: side S of the square input (>= 8; the dense input is 128 * (S // 8)^2).
+        image_size: width W of the input, and its height unless ``height`` is given (>= 8; the
+            dense input is 128 * (H // 8) * (W // 8)).
         in_channels: C.
         dropout: dropout probability before the last layer.
+        height: H when the input is not square (AT&T's faces are 92 wide and 112 high).
 
     Shape:
-        input B x C x S x S float in [-1, 1]; output B x K logits.
+        input B x C x H x W float in [-1, 1]; output B x K logits.
     """
 
-    def __init__(self, num_classes: int, image_size: int, in_channels: int, dropout: float = 0.5):
+    def __init__(self, num_classes: int, image_size: int, in_channels: int, dropout: float = 0.5,
+                 height: int | None = None):
         super().__init__()
-        if image_size < 8:
-            raise ValueError(f"mcpherson2016 needs images of at least 8 x 8 (three 2x2 poolings), got {image_size}")
+        height = image_size if height is None else int(height)
+        if min(image_size, height) < 8:
+            raise ValueError(f"mcpherson2016 needs images of at least 8 x 8 (three 2x2 poolings), "
+                             f"got {height} x {image_size}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         layers: list[nn.Module] = []
@@ -44,10 +49,9 @@ class McPherson2016(nn.Module):
             layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             channels = width
         self.features = nn.Sequential(*layers)
-        side = image_size // 8
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(128 * side * side, 1024),
+            nn.Linear(128 * (height // 8) * (image_size // 8), 1024),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
             nn.Linear(1024, num_classes),
@@ -58,9 +62,11 @@ class McPherson2016(nn.Module):
 
 
 @register_classifier("mcpherson2016")
-def mcpherson2016(num_classes: int, image_size: int, in_channels: int, dropout: float = 0.5) -> nn.Module:
-    """McPherson et al. 2016 / Fan 2018 re-identification CNN (3 conv 32/64/128, dense 1024, dropout)."""
-    return McPherson2016(num_classes, image_size, in_channels, dropout=dropout)
+def mcpherson2016(num_classes: int, image_size: int, in_channels: int, dropout: float = 0.5,
+                  height: int | None = None) -> nn.Module:
+    """McPherson et al. 2016 / Fan 2018 re-identification CNN (3 conv 32/64/128, dense 1024, dropout);
+    ``image_size`` is the width, ``height`` the height of a non-square input."""
+    return McPherson2016(num_classes, image_size, in_channels, dropout=dropout, height=height)
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:

@@ -14,9 +14,23 @@ public face data set): the network is first trained to tell those people apart, 
 obfuscated the same way, and then fine-tuned on the targets (its last layer replaced). With few
 images per target (CelebA: 4) this transfers what identity looks like under the obfuscation.
 
-Noise is drawn ONCE per image: each split is obfuscated a single time before training, with the
-noise a function of (seed, image key) (redrawing noise each epoch would be data augmentation and
-inflate the attack's accuracy). The classifier is trained by the one shared loop of
+By default noise is drawn ONCE per image: each split is obfuscated a single time before training,
+with the noise a function of (seed, image key). The attacker of ``retrain`` holds the clean training
+images, so he can do better, and the options model that (Fan 2018's protocol does not say which
+was done; docs/results-attacks.md measures each):
+
+- ``noise_per_epoch``: the clean training batch is obfuscated afresh in every epoch (noise keyed by
+  (seed, epoch, key)), so over E epochs the network sees E noisy copies of each training face. It
+  costs the targets nothing: the training images are the attacker's own.
+- ``train_releases=r``: each training image is the mean of r independent obfuscations (free for the
+  same reason); with ``noise_per_epoch`` the r releases are redrawn every epoch.
+- ``test_releases=r``: each test image is the mean of r independent releases of the same face, as
+  when a face is published r times with fresh noise. This one is paid for: r releases at epsilon
+  each cost r * epsilon (``epsilon_test_total`` in the row).
+- ``max_light_angle``: Extended Yale B only, keep the faces lit from within that many degrees of
+  the camera axis (AT&T's faces are evenly lit).
+
+The classifier is trained by the one shared loop of
 :mod:`privattrib.training`; the network is any name of the shared classifier registry
 (``mcpherson2016`` is registered by :mod:`privattrib.attacks.models`, ``resnet18`` by attribution).
 """
@@ -46,6 +60,9 @@ __all__ = [
     "DEFAULT_ARCH_CFG",
     "check_arch_cfg",
     "obfuscate_once",
+    "release_keys",
+    "obfuscate_releases",
+    "fresh_noise_transform",
     "split_identity_set",
     "train_identity_classifier",
     "clean_identity_classifier",
@@ -131,6 +148,96 @@ def obfuscate_once(
     if _is_identity(ob):
         return as_uint8_tensor(data.images).to(dev)
     return obfuscate_images(ob, data.images, list(data.keys), seed, dev, chunk=batch_size)
+
+
+def release_keys(keys, release: int = 0, epoch: int | None = None) -> list:
+    """The noise keys of one release of images with ``keys``.
+
+    Release 0 outside any epoch keeps the keys themselves, so a single release is exactly
+    :func:`obfuscate_once`'s; release j of epoch e gets ``"{key}|epoch={e}|release={j}"`` (each
+    part only when set), i.e. noise that depends on (seed, epoch, release, key) and on nothing else.
+    """
+    if release < 0:
+        raise ValueError(f"release must be >= 0, got {release}")
+    if release == 0 and epoch is None:
+        return list(keys)
+    tag = (f"|epoch={epoch}" if epoch is not None else "") + (f"|release={release}" if release else "")
+    return [f"{key}{tag}" for key in keys]
+
+
+def _check_releases(name: str, releases: int) -> int:
+    if isinstance(releases, bool) or not isinstance(releases, (int, np.integer)) or releases < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {releases!r}")
+    return int(releases)
+
+
+def obfuscate_releases(
+    obfuscation,
+    images: torch.Tensor | np.ndarray,
+    keys,
+    seed: int,
+    releases: int = 1,
+    *,
+    epoch: int | None = None,
+    device: str | torch.device = "auto",
+    batch_size: int = 2048,
+) -> torch.Tensor:
+    """What an attacker who averages ``releases`` independent obfuscations of each image holds.
+
+    The mean is taken over the uint8 releases (each clipped to [0, 255] as published) and rounded
+    to the nearest grey level (ties to even). For a method without noise every release is the same
+    image, so it is computed once.
+
+    Args:
+        obfuscation: an obfuscation object, a spec string, or None (clean images).
+        images: uint8 N x C x H x W.
+        keys: N image keys; release j gets the noise of :func:`release_keys` (keys, j, epoch).
+        seed: obfuscation seed.
+        releases: r >= 1.
+        epoch: set for per-epoch noise (see :func:`fresh_noise_transform`).
+        device: where to obfuscate and where the result stays.
+
+    Returns:
+        uint8 tensor N x C x H x W on ``device``.
+    """
+    releases = _check_releases("releases", releases)
+    ob = _make(obfuscation)
+    dev = resolve_device(device)
+    if _is_identity(ob):
+        return as_uint8_tensor(images).to(dev)
+    if not getattr(ob, "randomized", True):
+        releases = 1
+    keys = list(keys)
+    if releases == 1:
+        return obfuscate_images(ob, images, release_keys(keys, 0, epoch), seed, dev, chunk=batch_size)
+    total = None
+    for release in range(releases):
+        one = obfuscate_images(ob, images, release_keys(keys, release, epoch), seed, dev, chunk=batch_size)
+        total = one.to(torch.int32) if total is None else total.add_(one)
+    return torch.round(total.to(torch.float64) / releases).to(torch.uint8)
+
+
+def fresh_noise_transform(obfuscation, keys, seed: int, releases: int = 1):
+    """A :data:`privattrib.training.BatchTransform` that obfuscates the CLEAN training batch afresh in
+    every epoch: batch row i (training image ``index[i]``) gets the mean of ``releases``
+    obfuscations keyed by (seed, epoch, ``keys[index[i]]``), so one epoch's noise is reproducible
+    and independent of batch order, and every epoch sees a new release.
+
+    Args:
+        obfuscation: an obfuscation object or a spec string.
+        keys: the training images' keys, in the order of the images given to the loop.
+        seed: obfuscation seed.
+        releases: obfuscations averaged per image and epoch (>= 1).
+    """
+    ob = _make(obfuscation)
+    releases = _check_releases("train_releases", releases)
+    key_array = np.asarray(list(keys), dtype=object)
+
+    def transform(batch, labels, index, epoch, model):
+        batch_keys = key_array[index.detach().cpu().numpy()]
+        return obfuscate_releases(ob, batch, batch_keys, seed, releases, epoch=epoch, device=batch.device)
+
+    return transform
 
 
 def _people_of(data: LabeledImages) -> tuple[bool, np.ndarray]:
@@ -269,6 +376,21 @@ def _split_cfg(cfg: dict, seed: int, device) -> tuple[str, dict, Any]:
     return cfg["arch"], options, config
 
 
+def _build_classifier(arch: str, num_classes: int, shape: tuple, seed: int, options: dict) -> torch.nn.Module:
+    """``make_classifier`` for uint8 images of ``shape`` (N x C x H x W); a non-square input passes
+    its height as the network's ``height`` option (``image_size`` is the width)."""
+    from privattrib.attribution.models import classifier_options, make_classifier
+
+    _, channels, height, width = shape
+    if height != width:
+        if "height" not in classifier_options(arch):
+            raise ValueError(f"{arch} takes square images only, got {height} x {width} (H x W); "
+                             "mcpherson2016 takes any H x W")
+        options = {**options, "height": height}
+    return make_classifier(arch, num_classes=num_classes, image_size=width, in_channels=channels, seed=seed,
+                           **options)
+
+
 def check_arch_cfg(arch_cfg: dict | str | None, image_size: int, in_channels: int) -> dict:
     """Resolve and check network + loop options without training: builds the network once (so a
     misspelt option or a size the network cannot take fails now, not in every cell).
@@ -297,11 +419,15 @@ def train_identity_classifier(
     device: str | torch.device = "auto",
     progress: bool = False,
     pretrain_on: tuple[Any, np.ndarray, int] | None = None,
-) -> torch.nn.Module:
+    batch_transform=None,
+    val: tuple[Any, np.ndarray] | None = None,
+    return_result: bool = False,
+):
     """Train an identity classifier with the shared loop.
 
     Args:
-        images: uint8 N x C x S x S (square), NumPy or torch on any device.
+        images: uint8 N x C x H x W, NumPy or torch on any device (non-square only for networks
+            with a ``height`` option, such as mcpherson2016).
         labels: int N, identity index in 0..K-1.
         num_classes: K.
         arch_cfg: network and loop options, merged over :data:`DEFAULT_ARCH_CFG`.
@@ -309,30 +435,34 @@ def train_identity_classifier(
         pretrain_on: ``(images, labels, K')`` of other people: train on them first (same options,
             learning rate capped at :data:`PRETRAIN_MAX_LR`), then replace the last linear layer
             and fine-tune on ``images``.
+        batch_transform: applied to every batch of ``images`` (not of the pretraining set), e.g.
+            :func:`fresh_noise_transform` with ``images`` the clean training images.
+        val: ``(images, labels)`` scored after every epoch (``history[i]["val_accuracy"]``).
+        return_result: return the loop's :class:`~privattrib.training.TrainResult` (of the
+            fine-tuning phase with ``pretrain_on``) instead of the model.
 
     Returns:
-        the trained model (``model.classifier_config`` records the network's options).
+        the trained model (``model.classifier_config`` records the network's options), or the
+        TrainResult with ``return_result``.
     """
-    from privattrib.attribution.models import make_classifier
     from privattrib.training import train_classifier
 
     cfg = _resolve_arch_cfg(arch_cfg)
     arch, options, config = _split_cfg(cfg, seed, resolve_device(device))
     shape = tuple(images.shape)
-    if len(shape) != 4 or shape[2] != shape[3]:
-        raise ValueError(f"identity classifier needs square uint8 N x C x S x S images, got {shape}")
+    if len(shape) != 4:
+        raise ValueError(f"identity classifier needs uint8 N x C x H x W images, got {shape}")
     if pretrain_on is not None:
         config = dataclasses.replace(config, lr=learning_rate(config.lr, pretraining=True))
         aux_images, aux_labels, aux_classes = pretrain_on
-        model = make_classifier(arch, num_classes=aux_classes, image_size=shape[3], in_channels=shape[1],
-                                seed=seed, **options)
+        model = _build_classifier(arch, aux_classes, shape, seed, options)
         model = train_classifier(model, aux_images, np.asarray(aux_labels), config=config, progress=progress).model
         _replace_last_linear(model, num_classes, seed)
     else:
-        model = make_classifier(arch, num_classes=num_classes, image_size=shape[3], in_channels=shape[1],
-                                seed=seed, **options)
-    result = train_classifier(model, images, np.asarray(labels), config=config, progress=progress)
-    return result.model
+        model = _build_classifier(arch, num_classes, shape, seed, options)
+    result = train_classifier(model, images, np.asarray(labels), config=config, progress=progress,
+                              batch_transform=batch_transform, val=val)
+    return result if return_result else result.model
 
 
 def clean_identity_classifier(
@@ -355,8 +485,6 @@ def clean_identity_classifier(
     Returns:
         (model, loaded_from_cache)
     """
-    from privattrib.attribution.models import make_classifier
-
     cfg = _resolve_arch_cfg(arch_cfg)
     # the pixels too: the same keys and shape can hold other pixels (another crop, colour mode or
     # copy of the same files), and a model trained on those must not be reused
@@ -373,9 +501,7 @@ def clean_identity_classifier(
     if path is not None and path.exists():
         state = torch.load(path, map_location="cpu", weights_only=False)
         arch, options, _ = _split_cfg(cfg, seed, dev)
-        shape = train.images.shape
-        model = make_classifier(arch, num_classes=train.num_classes, image_size=shape[3],
-                                in_channels=shape[1], seed=seed, **options)
+        model = _build_classifier(arch, train.num_classes, tuple(train.images.shape), seed, options)
         model.load_state_dict(state["state_dict"])
         return model.to(dev).eval(), True
     pretrain_on = (others.images, others.labels, others.num_classes) if others is not None else None
@@ -476,11 +602,18 @@ def run_reid_cell(
     progress: bool = False,
     max_identities: int | None = None,
     pretrain: str | None = None,
+    *,
+    noise_per_epoch: bool = False,
+    train_releases: int = 1,
+    test_releases: int = 1,
+    max_light_angle: float | None = None,
+    epoch_curve: bool = False,
 ) -> dict:
     """One re-identification result row (one method, one seed, one variant).
 
     Args:
-        identity_set: clean uint8 images, labels = identity index (``identities`` used when present).
+        identity_set: clean uint8 images N x C x H x W, labels = identity index (``identities``
+            used when present).
         obfuscation: obfuscation object, spec string, or None (clean images).
         seed: seeds the split, the obfuscation noise and the training.
         arch_cfg: network and loop options (see :data:`DEFAULT_ARCH_CFG`), or just a network name.
@@ -494,33 +627,70 @@ def run_reid_cell(
             targets (obfuscated like the targets' images for ``retrain``, clean for
             ``no-retrain``), then fine-tune on the targets; needs ``max_identities`` (or people
             with too few images) to leave at least two people out.
+        noise_per_epoch: ``retrain`` only: obfuscate the clean training images afresh every epoch
+            (noise keyed by (seed, epoch, key)) instead of once (see the module doc).
+        train_releases: ``retrain`` only: each training image is the mean of this many
+            independent obfuscations (redrawn every epoch with ``noise_per_epoch``).
+        test_releases: each test image is the mean of this many independent releases; the person
+            pays ``test_releases * epsilon``.
+        max_light_angle: Extended Yale B only: keep the images lit from within this many degrees
+            of the camera axis (see :func:`privattrib.data.select_even_light`) before the split.
+        epoch_curve: ``retrain`` only: also score the test images after every epoch
+            (``accuracy_by_epoch``; ``best_epoch_accuracy`` is their maximum, i.e. an epoch chosen
+            on the test set: optimistic, as a paper that reports its best epoch would be).
 
     Returns:
         dict with attack, variant, method, epsilon, method_describe, arch, arch_cfg, seed,
         accuracy, top5_accuracy, chance, n_identities, n_train, n_test, train_per_identity,
-        test_per_identity, mse/psnr/ssim of the obfuscated test images, wall_s; for an ``adv``
-        method also ``accuracy_surrogate`` (the attacked model's own accuracy on the perturbed
-        test images) and ``surrogate`` (what it is).
+        test_per_identity, the attacker's options (noise_per_epoch, train_releases, test_releases,
+        epsilon_test_total, max_light_angle), cell_grid (cells per column and row of a
+        cell-based method), image_shape, mse/psnr/ssim of the obfuscated test images, wall_s; for
+        an ``adv`` method also ``accuracy_surrogate`` (the attacked model's own accuracy on the
+        perturbed test images) and ``surrogate`` (what it is).
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if pretrain not in PRETRAIN_CHOICES:
         raise ValueError(f"pretrain must be one of {PRETRAIN_CHOICES}, got {pretrain!r}")
+    train_releases = _check_releases("train_releases", train_releases)
+    test_releases = _check_releases("test_releases", test_releases)
+    if variant == "no-retrain" and (noise_per_epoch or train_releases > 1 or epoch_curve):
+        raise ValueError("noise_per_epoch, train_releases and epoch_curve apply to the retrain variant only "
+                         "(no-retrain trains on clean images)")
+    if noise_per_epoch and pretrain is not None:
+        raise ValueError("noise_per_epoch with pretrain='others' is not supported: the pretraining images "
+                         "would need their own per-epoch noise")
     start = time.perf_counter()
     dev = resolve_device(device)
     ob = _make(obfuscation)
     cfg = _resolve_arch_cfg(arch_cfg)
+    if max_light_angle is not None:
+        from privattrib.data import select_even_light
+
+        identity_set = select_even_light(identity_set, max_light_angle)
     train, test = split_identity_set(identity_set, train_per_identity, test_per_identity, seed=seed,
                                      max_identities=max_identities)
     others = other_people(identity_set, train, test) if pretrain == "others" else None
-    obf_test = obfuscate_once(ob, test, seed, device=dev)
+    obf_test = obfuscate_releases(ob, test.images, test.keys, seed, test_releases, device=dev)
+    curve = None
     if variant == "retrain":
-        obf_train = obfuscate_once(ob, train, seed, device=dev)
+        if noise_per_epoch:  # the loop obfuscates the clean images batch by batch, epoch by epoch
+            obf_train = as_uint8_tensor(train.images).to(dev)
+            transform = fresh_noise_transform(ob, train.keys, seed, train_releases) if not _is_identity(ob) else None
+        else:
+            obf_train = obfuscate_releases(ob, train.images, train.keys, seed, train_releases, device=dev)
+            transform = None
         pretrain_on = None
         if others is not None:  # the attacker obfuscates his other people's images the same way
-            pretrain_on = (obfuscate_once(ob, others, seed, device=dev), others.labels, others.num_classes)
-        model = train_identity_classifier(obf_train, train.labels, train.num_classes, arch_cfg=cfg, seed=seed,
-                                          device=dev, progress=progress, pretrain_on=pretrain_on)
+            pretrain_on = (obfuscate_releases(ob, others.images, others.keys, seed, train_releases, device=dev),
+                           others.labels, others.num_classes)
+        result = train_identity_classifier(obf_train, train.labels, train.num_classes, arch_cfg=cfg, seed=seed,
+                                           device=dev, progress=progress, pretrain_on=pretrain_on,
+                                           batch_transform=transform,
+                                           val=(obf_test, test.labels) if epoch_curve else None, return_result=True)
+        model = result.model
+        if epoch_curve:
+            curve = [float(h["val_accuracy"]) for h in result.history]
         cached = False
     else:
         model, cached = clean_identity_classifier(train, arch_cfg=cfg, seed=seed, work_dir=work_dir, device=dev,
@@ -528,10 +698,13 @@ def run_reid_cell(
     accuracy = identity_accuracy(model, obf_test, test.labels, device=dev)
     # with 5 people or fewer every guess is in the top 5: no information, so no figure
     top5 = identity_accuracy(model, obf_test, test.labels, device=dev, top_k=5) if train.num_classes > 5 else None
+    info = method_info(ob)
+    height, width = identity_set.images.shape[2:]
+    b = (info["method_describe"].get("parameters") or {}).get("b")
     row = {
         "attack": "reid",
         "variant": variant,
-        **method_info(ob),
+        **info,
         "arch": cfg["arch"],
         "arch_cfg": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
         "seed": seed,
@@ -548,10 +721,20 @@ def run_reid_cell(
         "n_pretrain": len(others) if others is not None else 0,
         "n_pretrain_identities": others.num_classes if others is not None else 0,
         "lr_used": learning_rate(cfg["lr"], pretraining=others is not None),
+        "noise_per_epoch": bool(noise_per_epoch),
+        "train_releases": train_releases,
+        "test_releases": test_releases,
+        "epsilon_test_total": info["epsilon"] * test_releases if info["epsilon"] is not None else None,
+        "max_light_angle": max_light_angle,
         "image_shape": list(identity_set.images.shape[1:]),
+        "cell_grid": [-(-height // b), -(-width // b)] if isinstance(b, int) else None,
         "clean_model_cached": cached,
         "device": str(dev),
     }
+    if curve is not None:
+        row["accuracy_by_epoch"] = curve
+        row["best_epoch_accuracy"] = max(curve)
+        row["best_epoch"] = int(np.argmax(curve)) + 1
     row.update({f"{k}_obfuscated": v for k, v in utility(test.images, obf_test).items()})
     row.update(surrogate_figures(ob, obf_test, test.labels, dev))
     row["wall_s"] = time.perf_counter() - start

@@ -71,13 +71,16 @@ def _parse_synthetic(text: str) -> dict:
     return options
 
 
-def load_identity_data(data: str, size: int, seed: int = 0):
-    """Load ``--data``: a path (identity folders such as Yale B, or a CelebA root), or
-    ``synthetic[:n_identities=N,per_identity=M,channels=C]`` for generated identities."""
+def load_identity_data(data: str, size: int | tuple[int, int], seed: int = 0):
+    """Load ``--data`` at ``size`` (a side, or (H, W)): a path (identity folders such as Yale B, or a
+    CelebA root), or ``synthetic[:n_identities=N,per_identity=M,channels=C]`` for generated
+    identities (square only)."""
     from privattrib import data as data_api
 
     try:
         if data == "synthetic" or data.startswith("synthetic:"):
+            if not isinstance(size, int):
+                raise ValueError("synthetic faces are square: leave out --height")
             options = {"n_identities": 40, "per_identity": 10, "channels": 1, "seed": seed, **_parse_synthetic(data)}
             return data_api.synthetic_faces(size=size, **options)
         path = Path(data)
@@ -119,7 +122,16 @@ def reid_command(
     pretrain_on_others: bool = typer.Option(False, "--pretrain-on-others", help="a stronger attacker: first "
                                             "learn to tell apart the people left out by --max-identities (their "
                                             "images obfuscated the same way), then fine-tune on the targets"),
-    size: int = typer.Option(32, help="image side in pixels after loading"),
+    size: int = typer.Option(32, help="image side (the width with --height) in pixels after loading"),
+    height: Optional[int] = typer.Option(None, help="image height when not square, e.g. --size 24 --height 28: "
+                                         "AT&T's shape, 6 x 7 cells of 4 px (mcpherson2016 only)"),
+    noise_per_epoch: bool = typer.Option(False, "--noise-per-epoch", help="retrain: obfuscate the clean training "
+                                         "images afresh every epoch (noise keyed by seed, epoch and image)"),
+    train_releases: int = typer.Option(1, help="retrain: each training image is the mean of this many obfuscations"),
+    test_releases: int = typer.Option(1, help="each test face is the mean of this many releases (costs "
+                                      "test-releases x epsilon)"),
+    max_light_angle: Optional[float] = typer.Option(None, help="Extended Yale B: keep faces lit from within this "
+                                                    "many degrees of the camera axis (25: the evenly lit ones)"),
     epochs: int = typer.Option(40, help="classifier training epochs"),
     batch_size: int = typer.Option(32),
     lr: float = typer.Option(1e-3),
@@ -131,12 +143,14 @@ def reid_command(
     """Re-identification: train an identity classifier and measure top-1 accuracy on obfuscated test images."""
     from privattrib.attacks.reid import run_reid_cell
 
-    identity_set = load_identity_data(data, size, seed)
+    identity_set = load_identity_data(data, size if height is None else (height, size), seed)
     try:
         row = run_reid_cell(identity_set, method, seed, _arch_cfg(arch, epochs, batch_size, lr), work_dir,
                             train_per_identity=train_per_identity, test_per_identity=test_per_identity,
                             variant=variant, device=device, progress=not json_out, max_identities=max_identities,
-                            pretrain="others" if pretrain_on_others else None)
+                            pretrain="others" if pretrain_on_others else None, noise_per_epoch=noise_per_epoch,
+                            train_releases=train_releases, test_releases=test_releases,
+                            max_light_angle=max_light_angle)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     row["data"] = data

@@ -32,6 +32,8 @@ _EXPORTS = {
     "load_source": "privattrib.data.sources",
     "check_path": "privattrib.data.sources",
     "detect_kind": "privattrib.data.sources",
+    "yaleb_light_angles": "privattrib.data.sources",
+    "select_even_light": "privattrib.data.sources",
     "synthetic_faces": "privattrib.data.synthetic",
     "Split": "privattrib.data.splits",
     "split_per_class": "privattrib.data.splits",

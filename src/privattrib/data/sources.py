@@ -334,6 +334,56 @@ def identity_entries(path: str | os.PathLike, skip_ambient: bool = True) -> Entr
     )
 
 
+#: Extended Yale B's file names carry the light source's direction: ``yaleB01_P00A+035E-20.pgm`` =
+#: azimuth +35 degrees, elevation -20 degrees from the camera axis.
+_YALEB_LIGHT = re.compile(r"_P\d+A([+-]\d+)E([+-]\d+)(?:\.[A-Za-z0-9]+)?$")
+
+
+def yaleb_light_angles(keys) -> tuple[np.ndarray, np.ndarray]:
+    """Light-source azimuth and elevation (degrees) of Extended Yale B images, from their keys.
+
+    Args:
+        keys: image keys or file names ending in ``_P00A+035E-20.pgm`` (the extension is optional).
+
+    Returns:
+        (azimuth, elevation), int arrays with one entry per key.
+
+    Raises:
+        ValueError: naming the first key that carries no Yale B light direction.
+    """
+    azimuth, elevation = [], []
+    for key in keys:
+        match = _YALEB_LIGHT.search(str(key))
+        if match is None:
+            raise ValueError(f"{key!r} does not name an Extended Yale B light direction "
+                             "(expected a file name such as yaleB01_P00A+035E-20.pgm)")
+        azimuth.append(int(match[1]))
+        elevation.append(int(match[2]))
+    return np.asarray(azimuth, dtype=np.int64), np.asarray(elevation, dtype=np.int64)
+
+
+def select_even_light(data: LabeledImages, max_angle: float) -> LabeledImages:
+    """The Extended Yale B images lit from near the camera: light azimuth and elevation both within
+    ``max_angle`` degrees (25 keeps 18-19 of each person's 64 conditions, the near-frontal, evenly
+    lit faces; AT&T's faces are all evenly lit).
+
+    Args:
+        data: an Extended Yale B identity set (keys are its file names).
+        max_angle: largest absolute azimuth and elevation kept, in degrees (>= 0).
+
+    Returns:
+        the kept images, labels and identities unchanged; ``meta["max_light_angle"]`` records the filter.
+    """
+    if not max_angle >= 0:
+        raise ValueError(f"max_light_angle must be >= 0 degrees, got {max_angle}")
+    azimuth, elevation = yaleb_light_angles(data.keys)
+    part = data.subset(np.flatnonzero((np.abs(azimuth) <= max_angle) & (np.abs(elevation) <= max_angle)))
+    if len(part) == 0:
+        raise ValueError(f"no image has its light within {max_angle} degrees of the camera axis")
+    part.meta["max_light_angle"] = float(max_angle)
+    return part
+
+
 def load_identity_set(
     path: str | os.PathLike,
     size: int | tuple[int, int] | None,
