@@ -36,13 +36,17 @@ def test_proc_stat_is_parsed(tmp_path):
     assert sample.busy_normal == pytest.approx((1000 + 300 + 10 + 20 + 5) / hz)
     assert sample.busy_niced == pytest.approx(200 / hz)
     assert threads.read_sample(str(tmp_path / "absent")) is None
+    # pinned to cpu1 of two: the work on cpu0 does not take our core
+    stat.write_text("cpu  30 0 30 100 0 0 0 0 0 0\ncpu0 20 0 20 50 0 0 0 0 0 0\ncpu1 10 0 10 50 0 0 0 0 0 0\n")
+    assert threads.read_sample(str(stat), cpus={1}).busy_normal == pytest.approx(20 / hz)
+    assert threads.read_sample(str(stat), cpus={0, 1}).busy_normal == pytest.approx(60 / hz)
 
 
 def _fake_counters(monkeypatch, others_cores: float, cores: int = 2):
     """A clock in which other processes keep ``others_cores`` cores busy and we keep one."""
     state = {"t": 0.0}
 
-    def sample(stat_path="/proc/stat"):
+    def sample(stat_path="/proc/stat", cpus=None):
         state["t"] += 1.5
         t = state["t"]
         return CpuSample(at=t, busy_normal=t * (others_cores + 1.0), busy_niced=0.0, own=t)
@@ -91,7 +95,7 @@ def test_the_users_choice_wins(monkeypatch):
 def test_readings_are_rate_limited(monkeypatch):
     calls = []
     real = threads.read_sample
-    monkeypatch.setattr(threads, "read_sample", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(threads, "read_sample", lambda *a, **k: calls.append(1) or real(*a, **k))
     fit_threads()
     first = len(calls)
     for _ in range(100):

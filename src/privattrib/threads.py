@@ -6,8 +6,9 @@ operation waits for the thread that has no core, and GNU OpenMP's waiting thread
 core they do have: ``privattrib demo`` took 64 s alone and 1,071 s beside one ``yes > /dev/null``
 (109 s with one thread). One thread per free core avoids both.
 
-How: :func:`fit_threads` compares the CPU time all processes used (``/proc/stat``) with the time
-this process used over the same interval; what the others used, rounded, is the number of cores
+How: :func:`fit_threads` compares the CPU time all processes used on the CPUs this process may
+run on (``/proc/stat``, per CPU of its affinity) with the time this process used over the same
+interval; what the others used, rounded, is the number of cores
 they hold. Niced processes count too: the kernel gives a process that is not niced most of their
 cores' time, but not all of it, and one thread of ours descheduled for theirs still stalls every
 operation (the demo's attribution model trained in 5 min 31 s when niced neighbours were not
@@ -58,21 +59,39 @@ def _ticks_per_second() -> int:
         return 100
 
 
-def read_sample(stat_path: str = "/proc/stat") -> CpuSample | None:
-    """The counters now, or None where ``/proc/stat`` is not readable (not Linux)."""
+def read_sample(stat_path: str = "/proc/stat", cpus: set[int] | None = None) -> CpuSample | None:
+    """The counters now, or None where ``/proc/stat`` is not readable (not Linux).
+
+    Args:
+        stat_path: the kernel's CPU counters.
+        cpus: count only these CPUs (the ones this process may run on: work on the others does not
+            take our cores); None for the whole machine.
+    """
     try:
         with open(stat_path) as handle:
-            first = handle.readline().split()
+            lines = [line.split() for line in handle if line.startswith("cpu")]
     except OSError:
         return None
-    if not first or first[0] != "cpu":
+    if not lines or lines[0][0] != "cpu":
         return None
+    if cpus is not None:
+        mine = [f for f in lines[1:] if f[0][3:].isdigit() and int(f[0][3:]) in cpus]
+        if mine and len(mine) < len(lines) - 1:  # a subset of the machine: its own lines only
+            width = min(len(f) for f in mine)
+            lines[0] = ["cpu", *(str(sum(int(f[i]) for f in mine)) for i in range(1, width))]
     # cpu  user nice system idle iowait irq softirq steal guest guest_nice (guest time is in user)
-    values = [int(v) for v in first[1:]] + [0] * 8
+    values = [int(v) for v in lines[0][1:]] + [0] * 8
     user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
     hz = _ticks_per_second()
     return CpuSample(at=time.monotonic(), busy_normal=(user + system + irq + softirq + steal) / hz,
                      busy_niced=nice / hz, own=time.process_time())
+
+
+def _affinity() -> set[int] | None:
+    try:
+        return set(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return None
 
 
 def cores_held_by_others(before: CpuSample, after: CpuSample) -> float:
@@ -178,11 +197,11 @@ def fit_threads(force: bool = False) -> int:
         if window is not None and not force and now - window.at < MIN_INTERVAL_S:
             return current
         if window is None or now - window.at > MAX_WINDOW_S:
-            window = read_sample()
+            window = read_sample(cpus=_affinity())
             if window is None:
                 return current
             time.sleep(0.05)
-        sample = read_sample()
+        sample = read_sample(cpus=_affinity())
         if sample is None:
             return current
         governor.window = sample
