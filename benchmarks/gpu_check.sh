@@ -21,6 +21,11 @@
 #              most: about 2 s per Yale B 8/2 cell on an H100
 #   recon      its reconstruction cells (Yale B 48/12, U-Net): 27-40 s per cell on an H100 alone,
 #              about 220 s beside 11 other grid processes (H200)
+#   attribute  `privattrib attribute`'s path against grid evaluation, 64 and 128 px (issue 15)
+#   ddp        DDP training through torchrun: 1 process, 1 process in an NCCL group (issue 17)
+#   advspeed   PGD images/s of the adv method at 64/128 px, adversarial-training epoch (issue 16)
+#   advreid    the adv re-identification row on Yale B 48/12 at 96 px (ADV_SETS, REID_SECONDS)
+#   fan        the Fan 2018 ablation at 96 px, b = 16, m = 16 (FAN_SETS, FAN_SHARDS; issue 18)
 #   A grid step cut by its limit ends with rc=124 and counts as failed; its finished cells are kept
 #   (one JSON line each) and the next run resumes after them.
 #
@@ -51,9 +56,10 @@ steps=("$@")
 # a misspelt step is refused before any step runs, not after the ones before it have spent the lease
 for step in $(printf '%s\n' "${steps[@]}" | tr '+' '\n'); do
     case $step in
-    env | kernels | obfuscate | train | train32 | tests | gan | reid | recon) ;;
+    env | kernels | obfuscate | train | train32 | tests | gan | reid | recon | attribute | ddp | advspeed | advreid | fan) ;;
     *)
-        echo "unknown step $step (steps: env kernels obfuscate train train32 tests gan reid recon)" >&2
+        echo "unknown step $step (steps: env kernels obfuscate train train32 tests gan reid recon attribute ddp" \
+            "advspeed advreid fan)" >&2
         exit 2 ;;
     esac
 done
@@ -70,17 +76,25 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 deadline=${DEADLINE:-0}
 quiet=0  # 1 inside a '+' group: each step's output goes to its log only, not interleaved on stdout
 
+# cut_limit SECONDS: the limit cut to end 15 s before DEADLINE (0: under 20 s would be left)
+cut_limit() {
+    local limit=$1 left
+    if [ "$deadline" -gt 0 ]; then
+        left=$((deadline - SECONDS - 15))
+        [ "$left" -lt 20 ] && left=0
+        [ "$left" -lt "$limit" ] && limit=$left
+    fi
+    echo "$limit"
+}
+
 # run NAME SECONDS CMD...: one step under `timeout`, its output in OUTDIR/NAME.log (and on stdout)
 run() {
-    local name=$1 limit=$2
+    local name=$1 limit
+    limit=$(cut_limit "$2")
     shift 2
-    if [ "$deadline" -gt 0 ]; then
-        local left=$((deadline - SECONDS - 15))
-        if [ "$left" -lt 20 ]; then
-            echo "$name skipped: ${left}s left before DEADLINE" | tee -a "$out/summary.txt"
-            return
-        fi
-        [ "$left" -lt "$limit" ] && limit=$left
+    if [ "$limit" -eq 0 ]; then
+        echo "$name skipped: under 20 s left before DEADLINE" | tee -a "$out/summary.txt"
+        return
     fi
     local start=$SECONDS rc
     echo "=== $name (limit ${limit}s): $*"
@@ -129,6 +143,28 @@ import triton; print(\"triton\", triton.__version__)'" ;;
             $([ "${REID_RESNET:-0}" = 1 ] && echo --resnet) ;;
     recon)
         attack_grid recon "${RECON_SHARDS:-1}" --recon-only ;;
+    attribute)
+        run attribute 90 "$py" benchmarks/attribute_speed.py --device "$device" --sizes 64,128 \
+            --n "${ATTRIBUTE_N:-4096}" --repeat 3 ;;
+    ddp)
+        run ddp 120 env OUT="$out" PYTHON="$py" bash benchmarks/gpu_ddp.sh ;;
+    advspeed)
+        run advspeed 100 "$py" benchmarks/adv_speed.py --device "$device" --sizes 64,128 --arch yu2019,resnet18 \
+            --n 1024 --batch 256 --train ;;
+    advreid)
+        use_work
+        run advreid "${REID_SECONDS:-240}" "$py" benchmarks/reid_grid.py run --sets "${ADV_SETS:-.cache/adv-gpu-sets}" \
+            --out "$work/advreid" --device "$device" --protocols yaleb-48/12 --seeds ${REID_SEEDS:-0} --tag gpu-adv \
+            --compact --no-reconstruct --transfer-archs resnet18 --methods none "adv:eps=4" "adv:eps=8" \
+            "dp-pix:b=1,m=1,epsilon=100" "dp-pix:b=1,m=1,epsilon=50" "adv:eps=2" ${REID_EXTRA:-}
+        cat "$work"/advreid/rows-*.jsonl > "$out/advreid-rows.jsonl" 2>/dev/null ;;
+    fan)
+        # the cells stop LIMIT s in, leaving 20 s for the table
+        local fan_limit
+        fan_limit=$(cut_limit "${FAN_SECONDS:-260}")
+        run fan "$fan_limit" env SETS="${FAN_SETS:-.cache/fan-ablation-s4}" SHARDS="${FAN_SHARDS:-8}" \
+            LIMIT=$((fan_limit > 40 ? fan_limit - 20 : 20)) SEEDS="${FAN_SEEDS:-0 1 2}" PYTHON="$py" DEVICE="$device" \
+            bash benchmarks/gpu_fan_ablation.sh "$out/fan" ;;
     esac
 }
 

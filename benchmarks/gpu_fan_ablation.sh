@@ -23,10 +23,14 @@ shards=${SHARDS:-8}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 mkdir -p "$out"
 start=$SECONDS
-# 2,414 PGM faces decoded at two sizes: seconds
-"$py" benchmarks/reid_ablation.py prepare --yaleb "${YALEB:-../shared/data/yaleb}" --scale 4 \
-    --geometries 6x6 6x7 --sets "$sets" > "$out/prepare.log" 2>&1 || { cat "$out/prepare.log"; exit 1; }
-echo "prepared in $((SECONDS - start))s"
+# 2,414 PGM faces decoded at two sizes: seconds; sets prepared elsewhere (and carried) are used as they are
+if [ -f "$sets/yaleb-96x96.npz" ] && [ -f "$sets/yaleb-112x96.npz" ]; then
+    echo "using the sets in $sets"
+else
+    "$py" benchmarks/reid_ablation.py prepare --yaleb "${YALEB:-../shared/data/yaleb}" --scale 4 \
+        --geometries 6x6 6x7 --sets "$sets" > "$out/prepare.log" 2>&1 || { cat "$out/prepare.log"; exit 1; }
+    echo "prepared in $((SECONDS - start))s"
+fi
 for ((i = 0; i < shards; i++)); do
     timeout --kill-after=10 "${LIMIT:-200}" "$py" benchmarks/reid_ablation.py run --sets "$sets" --out "$out" \
         --scale 4 --device "${DEVICE:-cuda}" --factors $factors --seeds ${SEEDS:-0 1 2} \
