@@ -69,7 +69,10 @@ def test_page_and_form_come_from_the_registry(client):
     assert page.status_code == 200 and "privattrib" in page.text and "/static/app.js" in page.text
     assert client.get("/static/app.js").status_code == 200 and client.get("/static/style.css").status_code == 200
     info = client.get("/api/info").json()
-    assert [m["name"] for m in info["methods"]] == available_methods()
+    from privattrib.obfuscation import get_method_class
+
+    offered = [m for m in available_methods() if not get_method_class(m).reads_local_files]
+    assert [m["name"] for m in info["methods"]] == offered and "adv" not in offered and "dp-pix" in offered
     dp = {p["name"]: p for p in next(m for m in info["methods"] if m["name"] == "dp-pix")["parameters"]}
     assert dp["epsilon"]["type"] == "number" and dp["epsilon"]["exclusive_minimum"] == 0
     assert dp["b"]["type"] == "integer" and dp["b"]["minimum"] == 1
@@ -408,3 +411,18 @@ def test_an_unexpected_failure_is_a_json_message_without_a_traceback():
     assert r.status_code == 500 and r.headers["content-type"] == "application/json"
     assert "RuntimeError" in r.json()["error"] and "server's log" in r.json()["error"]
     assert "Traceback" not in r.text and "secret internal detail" not in r.text
+
+
+@pytest.mark.parametrize("fields", [
+    {"method": "adv", "param.model": "/etc/passwd"},
+    {"method": "adv:eps=4,model=/etc/passwd"},
+    {"method": "adv-gen", "param.model": "~/.bashrc"},
+])
+def test_methods_that_name_server_files_are_refused_before_any_file_is_opened(client, fields, monkeypatch):
+    import privattrib.obfuscation.adversarial as adversarial
+
+    opened = []
+    monkeypatch.setattr(adversarial, "load_surrogate", lambda *a, **k: opened.append(a))
+    r = post(client, _jpeg(gradient_rgb(40, 40, 2)), "a.jpg", **fields)
+    assert r.status_code == 422 and r.json()["field"] == "method" and "not offered on the page" in r.json()["error"]
+    assert opened == [] and "passwd" not in r.json()["error"].replace(fields.get("method", ""), "")

@@ -55,9 +55,10 @@ class AttributorTraining:
         counts: images per split and class, ``{"train": {class: n}, "val": ..., "test": ...}``.
         accuracy, per_class_accuracy, confusion_matrix (rows = true class), chance,
             laundering_rate (share of fake test images attributed to ``real``).
-        temperature: T fitted on the validation split (1.0 when there is none).
+        temperature: T fitted on the validation split (1.0 when there is none, or when it is
+            classified without an error: see ``calibration["not_fitted"]``).
         calibration: ``{"method", "bins", "ece_before", "ece_after", "nll_before", "nll_after",
-            "fitted_on", "evaluated_on", "reliability_before", "reliability_after"}``.
+            "fitted_on", "not_fitted", "evaluated_on", "reliability_before", "reliability_after"}``.
         plots: ``{"confusion": PNG path, "calibration": PNG path}``.
         seconds: wall time; train_seconds: of the training loop alone.
         work_dir: where the assembled data (and zoo GAN runs) live, or None when it was temporary.
@@ -355,16 +356,24 @@ def _calibrate_and_test(model, data, config, amp) -> tuple[float, dict, dict]:
     val, test, class_names = data.val, data.test, data.class_names
     test_logits = predict(model, test.images, batch_size=config.eval_batch_size, device=config.device, amp=amp)
     y_test = np.asarray(test.labels, dtype=np.int64)
-    temperature, fitted_on = 1.0, None
+    temperature, fitted_on, not_fitted = 1.0, None, None
     if len(val):
         val_logits = predict(model, val.images, batch_size=config.eval_batch_size, device=config.device, amp=amp)
-        temperature = cal.fit_temperature(val_logits, np.asarray(val.labels, dtype=np.int64))
-        fitted_on = f"validation split ({len(val):,} images)"
+        y_val = np.asarray(val.labels, dtype=np.int64)
+        if (val_logits.argmax(1) == y_val).all():
+            # the NLL then falls without end as T -> 0: the fit would end at its bound with every
+            # probability ~1, a claim of certainty the validation split cannot support
+            not_fitted = (f"every one of the {len(val):,} validation images was classified correctly, and the "
+                          "validation NLL then has no minimum in T")
+        else:
+            temperature = cal.fit_temperature(val_logits, y_val)
+            fitted_on = f"validation split ({len(val):,} images)"
     before, after = cal.softmax(test_logits), cal.softmax(test_logits, temperature)
     calibration = {
         "method": "temperature scaling (Guo et al. 2017): T minimises the validation NLL, bounded 1-D search on log T",
         "bins": cal.ECE_BINS,
         "fitted_on": fitted_on,
+        "not_fitted": not_fitted,
         "evaluated_on": f"test split ({len(test):,} images)",
         "ece_before": cal.expected_calibration_error(before, y_test),
         "ece_after": cal.expected_calibration_error(after, y_test),

@@ -81,8 +81,10 @@ def fit_temperature(logits: Any, labels: Any, bounds: tuple[float, float] = TEMP
 
     A bounded one-dimensional search (Brent's method on log T, deterministic): the NLL of
     temperature scaling is smooth in log T, and a 1-D search needs no learning rate or iteration
-    budget. A model that is under-confident gets T < 1, an over-confident one T > 1; one that is
-    right on every validation image with growing margins is pushed towards the lower bound.
+    budget. A model that is under-confident gets T < 1, an over-confident one T > 1. On logits
+    that classify every sample correctly the NLL has no minimum (it falls as T -> 0) and the search
+    ends at the lower bound: callers should not fit on such a split (``train-attributor`` keeps
+    T = 1 then).
 
     Args:
         logits: N x K validation logits (never the test split's: that would grade the fit on the

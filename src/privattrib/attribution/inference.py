@@ -209,9 +209,14 @@ class Attributor:
 
     def _prepare_file(self, path: str | os.PathLike) -> _Prepared:
         from privattrib.data.io import open_image
+
+        return self._prepare_opened(open_image(path), path)
+
+    def _prepare_opened(self, im: Any, path: str | os.PathLike) -> _Prepared:
+        """An opened (not yet decoded) image: decoded the way the training files were, libjpeg's
+        reduced-scale decoding of large JPEGs included (decoded pixels can no longer get it)."""
         from privattrib.data.preprocess import oriented_size, prepare_image
 
-        im = open_image(path)
         height, width = oriented_size(im)
         mode = im.mode
         prep = self._preprocess(height, width)
@@ -283,6 +288,17 @@ class Attributor:
                 out += self._attribute(prepared, keys[start:stop], batch_size)
                 advance(len(prepared))
         return out
+
+    def predict_encoded(self, data: bytes, key: str = "<bytes>") -> Attribution:
+        """Attribute one encoded image held in memory (an upload) exactly as :meth:`predict_files`
+        would the same file: the pixels of a JPEG decoded at reduced scale like the training files.
+
+        Raises:
+            privattrib.data.BadImageError: the bytes are not a usable image (named by ``key``).
+        """
+        from privattrib.data.io import open_image_bytes
+
+        return self._attribute([self._prepare_opened(open_image_bytes(data, key), key)], [key], 1)[0]
 
     def predict_files(
         self,
@@ -533,8 +549,9 @@ def _from_attributor_block(model, path: Path, block: dict, extra: dict, device: 
                               "upgrade privattrib")
     calibrated = bool(block.get("calibrated"))
     if not calibrated:
-        messages.append("uncalibrated: no validation split was kept when this model was trained, so its "
-                        "probabilities are the raw softmax (T = 1), usually over-confident")
+        why = (block.get("calibration") or {}).get("not_fitted") or "no validation split was kept when this model was trained"
+        messages.append(f"uncalibrated: {why}, so its probabilities are the raw softmax (T = 1), usually "
+                        "over-confident")
     if block.get("demo"):
         messages.append("the demo model knows only the demo's sources (synthetic faces and three tiny GANs); "
                         "its answers say nothing about real photos or other generators")

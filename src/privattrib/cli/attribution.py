@@ -302,7 +302,8 @@ def _print_training(result) -> None:
                       f"bins, test split) {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}; NLL "
                       f"{cal['nll_before']:.4f} -> {cal['nll_after']:.4f}", highlight=False)
     else:
-        console.print(f"uncalibrated (no validation split): ECE {cal['ece_before']:.4f}", highlight=False)
+        why = cal.get("not_fitted") or "no validation split"
+        console.print(f"uncalibrated ({why}): ECE {cal['ece_before']:.4f}", highlight=False)
     console.print(f"model: {result.path} (+ {result.path.with_suffix('.json').name})", highlight=False)
     console.print(f"plots: {result.plots['confusion']}, {result.plots['calibration']}", highlight=False)
     if result.work_dir is not None:

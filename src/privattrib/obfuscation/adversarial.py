@@ -306,8 +306,8 @@ def load_surrogate(path: str | os.PathLike, device="cpu") -> Surrogate:
     try:
         blob = torch.load(resolved, map_location="cpu", weights_only=True)
         model = load_classifier(resolved, device)
-    except Exception as exc:  # a file that is not a classifier checkpoint: say so, not a traceback
-        raise ValueError(f"adv: model={path} is not a classifier checkpoint of privattrib ({exc})") from None
+    except Exception:  # a file that is not a classifier checkpoint: say so, not a traceback (nor its bytes)
+        raise ValueError(f"adv: model={path} is not a classifier checkpoint of privattrib") from None
     for p in model.parameters():
         p.requires_grad_(False)
     model.eval()
@@ -365,6 +365,7 @@ class AdversarialPerturbation(Obfuscation):
     paper = ("Madry et al., 'Towards Deep Learning Models Resistant to Adversarial Attacks', ICLR 2018 (PGD); "
              "PriGAN-style privacy perturbation")
     randomized = True
+    reads_local_files = True
     example = "adv:eps=4,norm=linf,steps=10,target=reid,model=surrogate.pt"
 
     def _check(self) -> None:
@@ -721,6 +722,7 @@ class GeneratedPerturbation(Obfuscation):
     )
     privacy = "none"
     paper = "PriGAN-style one-pass privacy perturbation; trained like PGD's objective (Madry et al., ICLR 2018)"
+    reads_local_files = True
     example = "adv-gen:model=generator.pt"
 
     def _check(self) -> None:

@@ -174,6 +174,9 @@ class Obfuscation:
     #: A spec that builds, for the listing of methods whose parameters have no usable default
     #: (e.g. a model checkpoint); None: ``make(name)``.
     example: ClassVar[str | None] = None
+    #: A parameter names a file on this machine (e.g. a model checkpoint): such methods are not
+    #: offered to the users of a served page, who must not make the server open its files.
+    reads_local_files: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         known = {p.name for p in self.params_spec}

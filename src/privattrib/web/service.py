@@ -123,9 +123,9 @@ def methods_form() -> list[dict[str, Any]]:
     """The registry as the page's form needs it: every method of ``privattrib methods --json``, each
     parameter with ``form_default``, the value the page preselects (for the noise backend:
     ``secure``, the publishing default, see :mod:`privattrib.obfuscation.publish`)."""
-    from privattrib.obfuscation import describe_all
+    from privattrib.obfuscation import describe_all, get_method_class
 
-    rows = describe_all()
+    rows = [row for row in describe_all() if not get_method_class(row["name"]).reads_local_files]
     for row in rows:
         for p in row["parameters"]:
             p["form_default"] = "secure" if p["name"] == "noise" and "secure" in (p["choices"] or ()) else p["default"]
@@ -177,6 +177,13 @@ def resolve_spec(method: str, params: Mapping[str, str]) -> str:
     from privattrib.obfuscation import format_spec, get_method_class, make
 
     method = method.strip()
+    try:
+        cls = get_method_class(method.split(":", 1)[0].strip())
+    except ValueError as exc:
+        raise UploadError(422, str(exc), "method") from None
+    if cls.reads_local_files:  # checked before any parameter, so no path is ever looked at
+        raise UploadError(422, f"{cls.name} is not offered on the page: its parameters name files on the "
+                          "server (use `privattrib obfuscate` on your own machine)", "method")
     if ":" in method:
         if params:
             raise UploadError(422, "give the parameters either in the spec or as separate fields, not both", "method")
@@ -184,10 +191,6 @@ def resolve_spec(method: str, params: Mapping[str, str]) -> str:
             return _checked_spec(method)
         except ValueError as exc:
             raise UploadError(422, str(exc), "method") from None
-    try:
-        cls = get_method_class(method)
-    except ValueError as exc:
-        raise UploadError(422, str(exc), "method") from None
     by_name = {p.name: p for p in cls.params_spec}
     values: dict[str, Any] = {}
     for key, text in params.items():
@@ -320,7 +323,7 @@ class ProtectService:
         with self._lock:
             timing = _Stopwatch()
             with timing("decode"):
-                mode, original, source = self._decode(data, name)
+                original, source = self._decode(data, name)
             with timing("protect"):
                 result = _protect_pixels(publisher, original, name)
                 png = result.png()
@@ -330,7 +333,7 @@ class ProtectService:
                     report["metrics"] = _utility(original, result.pixels)
                 if self.attributor is not None:
                     with timing("attribution"):
-                        report["attribution"] = self._attribute(original, result.pixels, name, mode)
+                        report["attribution"] = self._attribute(data, result.pixels, name)
                 if self.gallery is not None:
                     with timing("reid"):
                         report["reid"] = self._reid(original, result.pixels, result.boxes)
@@ -342,8 +345,8 @@ class ProtectService:
         return ProtectResult(png=png, preview_png=preview, download_name=f"{_safe_stem(filename)}-protected.png",
                              report=report)
 
-    def _decode(self, data: bytes, name: str) -> tuple[str, np.ndarray, dict[str, Any]]:
-        """(the file's Pillow mode, its oriented uint8 H x W x C pixels, what the page says about it)."""
+    def _decode(self, data: bytes, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+        """(the upload's oriented uint8 H x W x C pixels, what the page says about the file)."""
         from privattrib.data.io import BadImageError, image_pixels, open_image_bytes
 
         try:
@@ -355,11 +358,12 @@ class ProtectService:
             status = 413 if "over the limit" in exc.reason or "bomb" in exc.reason else 400
             raise UploadError(status, f"{name}: {exc.reason}", "file") from None
         height, width, channels = pixels.shape
-        return im.mode, pixels, {**source, "height": height, "width": width, "channels": channels}
+        return pixels, {**source, "height": height, "width": width, "channels": channels}
 
-    def _attribute(self, original: np.ndarray, protected: np.ndarray, name: str, mode: str) -> dict[str, Any]:
-        before, after = self.attributor.predict([original, protected], keys=[name, f"{name} (protected)"],
-                                                modes=[mode, None])
+    def _attribute(self, upload: bytes, protected: np.ndarray, name: str) -> dict[str, Any]:
+        # the upload as a file, decoded like the model's training files (and like `privattrib attribute`)
+        before = self.attributor.predict_encoded(upload, name)
+        after, = self.attributor.predict([protected], keys=[f"{name} (protected)"])
         return {"before": before.to_dict(), "after": after.to_dict(), "model": self._attribution_info()}
 
     def _reid(self, original: np.ndarray, protected: np.ndarray, boxes: np.ndarray | None) -> dict[str, Any]:
