@@ -193,6 +193,26 @@ def test_predict_says_when_it_resized_or_converted(trained):
         attributor.predict([grey], keys=["a", "b"])
 
 
+def test_a_model_trained_on_stretched_images_stretches_too(trained):
+    """A source with ``crop: none`` trains on whole images stretched to the square: such a model
+    is prepared the same way (not refused, not centre-cropped), and says so."""
+    from privattrib.attribution.inference import Attributor
+    from privattrib.data.preprocess import Preprocess, prepare_array
+    from privattrib.training import predict
+
+    model = load_attributor(trained.path, device="cpu").model
+    kw = dict(class_names=CLASSES, real_class="real", image_size=SIZE, in_channels=3, device="cpu")
+    stretched, cropped = Attributor(model, crop="none", **kw), Attributor(model, crop="center", **kw)
+    wide = np.kron(_picture(np.random.default_rng(9), "stripes"), np.ones((2, 5, 1), dtype=np.uint8))  # 32 x 80
+    (a,), (b,) = stretched.predict([wide]), cropped.predict([wide])
+    assert any("stretched 80x32 -> 16x16" in n for n in a.notes) and not any("stretched" in n for n in b.notes)
+    whole = prepare_array(wide, Preprocess(size=(SIZE, SIZE), crop="none"))[None]
+    expected = cal.softmax(predict(model, whole, device="cpu"))[0]
+    assert [a.probabilities[c] for c in CLASSES] == pytest.approx(list(expected), abs=1e-5)
+    with pytest.raises(AttributorError, match="unknown crop 'tight'"):
+        Attributor(model, crop="tight", **kw)
+
+
 def test_arrays_and_files_are_prepared_alike(trained, tmp_path):
     """predict (pixels in memory) and predict_files (the training path, prepare) agree on a PNG."""
     from privattrib.data.preprocess import Preprocess, prepare, prepare_array

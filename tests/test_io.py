@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import pickle
 import time
 import tracemalloc
 import zlib
@@ -40,6 +41,7 @@ def test_every_bad_file_is_refused_with_its_reason(corpus):
             load_image(root / name)
         assert expect[name].reason in info.value.reason, (name, info.value.reason)
         assert info.value.path.endswith(name)
+        assert info.value.too_large == ("bomb" in name)  # the bomb for its size, the rest for content
 
 
 def test_decompression_bomb_is_refused_fast_without_allocating(tmp_path):
@@ -47,8 +49,9 @@ def test_decompression_bomb_is_refused_fast_without_allocating(tmp_path):
     path.write_bytes(bomb_png(60000, 60000))
     tracemalloc.start()
     t0 = time.perf_counter()
-    with pytest.raises(BadImageError, match="decompression"):
+    with pytest.raises(BadImageError, match="decompression") as info:
         load_image(path)
+    assert info.value.too_large
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert time.perf_counter() - t0 < 2.0
@@ -58,8 +61,10 @@ def test_decompression_bomb_is_refused_fast_without_allocating(tmp_path):
 def test_limit_is_explicit_and_adjustable(tmp_path):
     path = tmp_path / "big.png"
     Image.fromarray(gradient_rgb(40, 50)).save(path)
-    with pytest.raises(BadImageError, match="2,000 pixels, over the limit of 1,000"):
+    with pytest.raises(BadImageError, match="2,000 pixels, over the limit of 1,000") as info:
         load_image(path, max_pixels=1000)
+    again = pickle.loads(pickle.dumps(info.value))  # as it crosses a worker process
+    assert again.too_large and again.reason == info.value.reason and again.path == info.value.path
     assert load_image(path, max_pixels=2000).shape == (40, 50, 3)
 
 

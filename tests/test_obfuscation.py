@@ -312,6 +312,30 @@ def test_svd_mp_with_tiny_noise_is_the_rank_k_approximation():
         make("svd-mp:k=21")(x)
 
 
+def test_svd_mp_on_a_large_photo_takes_only_the_top_k_triplets_and_agrees_with_the_full_svd():
+    """Photos past TRUNCATED_SVD_MIN_PIXELS use ARPACK's top-k SVD: the same bytes as the full SVD
+    with the same noise, but for the odd pixel that sits on a rounding edge."""
+    from privattrib.obfuscation import svd as svd_module
+
+    yy, xx = np.mgrid[0:260, 0:300]
+    rng = np.random.default_rng(5)
+    smooth = np.stack([np.sin(xx / (9 + 4 * c)) + np.cos(yy / (13 + c)) for c in range(3)], -1)
+    x = np.clip(smooth * 60 + 128 + rng.normal(0, 12, smooth.shape), 0, 255).astype(np.uint8)[None]
+    assert svd_module._uses_truncated_svd(4, 260, 300) and not svd_module._uses_truncated_svd(4, 100, 120)
+    method = make("svd-mp:k=4,epsilon=3")
+    truncated = method(x, seed=11)
+    full_threshold = svd_module.TRUNCATED_SVD_MIN_PIXELS
+    try:
+        svd_module.TRUNCATED_SVD_MIN_PIXELS = 10**9
+        full = method(x, seed=11)
+    finally:
+        svd_module.TRUNCATED_SVD_MIN_PIXELS = full_threshold
+    diff = np.abs(truncated.astype(int) - full.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    assert np.array_equal(truncated, method(x, seed=11))  # deterministic
+    assert not np.array_equal(truncated, method(x, seed=12))
+
+
 def test_dp_blur_is_dp_pix_then_blur():
     from privattrib.obfuscation.blur import gaussian_blur_numpy
 

@@ -221,7 +221,10 @@ def test_oversized_upload_and_decompression_bomb_are_refused(client):
     ({"method": "sharpen"}, "method", "unknown method"),
     ({"method": "dp-pix:epsilon=0"}, "method", "epsilon"),
     ({"method": "dp-pix:epsilon=1", "param.b": "4"}, "method", "not both"),
-    ({"method": "svd-mp", "param.k": "200"}, "method", "k"),
+    ({"method": "svd-mp", "param.k": "50"}, "method", "k <= 40"),  # more than the 40 x 40 photo has
+    ({"method": "svd-mp", "param.k": "65"}, "param.k", "over the page's limit of 64"),
+    ({"method": "blur", "param.k": "1003"}, "param.k", "over the page's limit of 1001"),
+    ({"method": "dp-blur:k=2001"}, "param.k", "over the page's limit of 1001"),
     ({"method": "pixelate", "seed": "-3"}, "seed", "2**64"),
     ({"method": "pixelate", "seed": "abc"}, "seed", "whole number"),
     ({"method": "pixelate", "faces": "maybe"}, "faces", "true or false"),
@@ -232,6 +235,15 @@ def test_bad_parameter_values_name_the_field(client, fields, field, fragment):
     r = post(client, _jpeg(gradient_rgb(40, 40, 2)), "a.jpg", **fields)
     assert r.status_code == 422, r.text
     assert r.json()["field"] == field and fragment in r.json()["error"], r.json()
+
+
+def test_the_form_states_the_page_limits(client):
+    methods = {m["name"]: m for m in client.get("/api/info").json()["methods"]}
+    k = {name: next(p for p in methods[name]["parameters"] if p["name"] == "k")["form_max"]
+         for name in ("blur", "dp-blur", "svd-mp")}
+    assert k == {"blur": 1001, "dp-blur": 1001, "svd-mp": 64}
+    assert all(p["form_max"] is None for p in methods["dp-pix"]["parameters"])
+    assert post(client, _jpeg(gradient_rgb(40, 40, 2)), "a.jpg", method="blur", **{"param.k": "1001"}).status_code == 200
 
 
 @pytest.mark.skipif(not available_backends(), reason="no offline face detector installed")
@@ -337,7 +349,9 @@ def test_reid_risk_against_a_gallery(tmp_path):
     assert again.from_cache is True and again.held_out_accuracy == gallery.held_out_accuracy
 
     client = TestClient(create_app(ProtectService(gallery=gallery)))
-    assert client.get("/api/info").json()["reid"]["people"] == 6
+    reid_info = client.get("/api/info").json()["reid"]
+    assert reid_info["people"] == 6 and reid_info["root"] == "gallery"  # the folder's name, not its path
+    assert str(tmp_path) not in client.get("/api/info").text
     # "none" leaves the photo as it is: it must be matched to the same person, at rank 1
     same = post(client, _png(unseen), "person2.png", method="none").json()["reid"]
     assert same["same_person"] is True and same["rank"] == 1 and same["chance"] == pytest.approx(1 / 6)
@@ -426,3 +440,26 @@ def test_methods_that_name_server_files_are_refused_before_any_file_is_opened(cl
     r = post(client, _jpeg(gradient_rgb(40, 40, 2)), "a.jpg", **fields)
     assert r.status_code == 422 and r.json()["field"] == "method" and "not offered on the page" in r.json()["error"]
     assert opened == [] and "passwd" not in r.json()["error"].replace(fields.get("method", ""), "")
+
+
+def test_photos_past_the_waiting_limit_are_refused_with_503_not_queued():
+    import threading
+    import time
+
+    service = ProtectService(max_waiting=0)  # one photo at work, none may wait
+    client = TestClient(create_app(service))
+    data = _jpeg(gradient_rgb(32, 32, 1))
+    answers = []
+    with service._lock:  # the photo at work holds the lock: the first request waits inside protect
+        first = threading.Thread(target=lambda: answers.append(post(client, data, "a.jpg")))
+        first.start()
+        deadline = time.monotonic() + 30
+        while service._admitted._value and time.monotonic() < deadline:
+            time.sleep(0.01)
+        busy = post(client, data, "b.jpg")
+    first.join(60)
+    assert busy.status_code == 503 and "busy" in busy.json()["error"] and busy.headers["retry-after"] == "5"
+    assert answers[0].status_code == 200, answers[0].text
+    assert post(client, data, "c.jpg").status_code == 200  # the slot was given back
+    with pytest.raises(ValueError, match="max_waiting"):
+        ProtectService(max_waiting=-1)

@@ -22,6 +22,7 @@ import numpy as np
 __all__ = [
     "mse",
     "psnr",
+    "psnr_from_mse",
     "ssim",
     "mean_utility",
     "confusion_matrix",
@@ -114,10 +115,10 @@ def mse(x: Any, y: Any):
 
 def psnr(x: Any, y: Any):
     """Peak signal-to-noise ratio per image in dB, ``10*log10(255^2 / MSE)``; ``inf`` for identical images."""
-    return _psnr_from_mse(mse(x, y))
+    return psnr_from_mse(mse(x, y))
 
 
-def _psnr_from_mse(m):
+def psnr_from_mse(m):
     """PSNR in dB of an MSE as :func:`mse` returns it (float, NumPy array or torch tensor)."""
     import torch
 
@@ -156,7 +157,7 @@ def mean_utility(originals: Any, others: Any) -> dict[str, float]:
     errors = as_numpy(mse(originals, others))  # PSNR is derived from these, not computed again
     changed = errors[errors > 0]
     out = {"mse": float(errors.mean()),
-           "psnr": float(np.mean(_psnr_from_mse(changed))) if len(changed) else float("inf")}
+           "psnr": float(np.mean(psnr_from_mse(changed))) if len(changed) else float("inf")}
     if min(a.shape[-2:]) >= 2 * _SSIM_RADIUS + 1:
         out["ssim"] = float(as_numpy(ssim(originals, others)).mean())
     return out

@@ -105,9 +105,10 @@ class Attributor:
         calibrated: whether T was fitted on held-out data.
         scope: a sentence or two: which sources the model knows and what it was trained on.
         source: the checkpoint path, or ``"demo"``.
-        crop: how non-square or other-size images are cropped before resizing: ``"center"`` or
+        crop: how non-square or other-size images are cropped before resizing: ``"center"``,
             ``"yu2019"`` (Yu et al.'s CelebA crop for 178 x 218 aligned CelebA images, the centre
-            square for any other image).
+            square for any other image) or ``"none"`` (the whole image stretched to the square, as
+            a source with ``crop: none`` was in training).
         metrics: held-out figures recorded with the model (may be empty).
         messages: things to tell the user about the model itself (which checkpoint of an OUTDIR
             was picked, that it is uncalibrated, that it is the demo model...).
@@ -139,8 +140,10 @@ class Attributor:
             raise AttributorError(f"{source or 'model'}: needs at least two classes, got {list(class_names)}")
         if not (float(temperature) > 0 and math.isfinite(float(temperature))):
             raise AttributorError(f"{source or 'model'}: temperature must be > 0, got {temperature}")
-        if crop not in ("center", "yu2019"):
-            raise AttributorError(f"{source or 'model'}: unknown crop {crop!r} (center or yu2019)")
+        from privattrib.data.preprocess import CROPS
+
+        if crop not in CROPS:
+            raise AttributorError(f"{source or 'model'}: unknown crop {crop!r} ({', '.join(CROPS)})")
         self.model = model
         self.class_names = [str(c) for c in class_names]
         self.real_class = real_class
@@ -164,7 +167,10 @@ class Attributor:
     def _preprocess(self, height: int, width: int):
         from privattrib.data.preprocess import Preprocess
 
-        crop = "yu2019" if self.crop == "yu2019" and (height, width) == _CELEBA_ALIGNED else "center"
+        if self.crop == "yu2019":
+            crop = "yu2019" if (height, width) == _CELEBA_ALIGNED else "center"
+        else:
+            crop = self.crop
         return Preprocess(size=(self.image_size, self.image_size), crop=crop, channels=self.in_channels,
                           draft=self.draft)
 
@@ -178,6 +184,9 @@ class Attributor:
             if crop == "yu2019":
                 notes.append(f"cropped 128x128 around (89, 121) of the {width}x{height} image, Yu et al.'s crop of "
                              f"aligned CelebA images (as the real training images were), then resized to {s}x{s}")
+            elif crop == "none" and height != width:
+                notes.append(f"stretched {width}x{height} -> {s}x{s}, the aspect ratio not kept (antialiased "
+                             "bicubic, as the training images were)")
             else:
                 side = min(height, width)
                 how = f"centre-cropped to {side}x{side}, then resized" if height != width else "resized"

@@ -57,6 +57,8 @@ def register(app: typer.Typer) -> None:
                                                     "folder. Default: nothing is kept."),
         max_upload_mb: float = typer.Option(30.0, min=0.01, help="Largest upload accepted (MB)."),
         max_megapixels: float = typer.Option(24.0, min=0.0001, help="Largest image accepted (megapixels)."),
+        max_waiting: int = typer.Option(4, min=0, help="Photos that may wait while one is protected; more are "
+                                        "refused (503, 'busy') instead of held in memory."),
         device: str = typer.Option("auto", help="Where the models run: auto | cpu | cuda."),
     ) -> None:
         """Serve the web page on this computer: upload a photo, pick a method and its parameters, see
@@ -98,7 +100,8 @@ def register(app: typer.Typer) -> None:
             service = build_service(model=model, reid_gallery=reid_gallery, reid_size=reid_size,
                                     reid_epochs=reid_epochs, device=device, progress=True,
                                     max_upload_bytes=int(max_upload_mb * 2**20),
-                                    max_pixels=int(max_megapixels * 1e6), keep_uploads=keep_uploads)
+                                    max_pixels=int(max_megapixels * 1e6), keep_uploads=keep_uploads,
+                                    max_waiting=max_waiting)
         except AttributorError as exc:
             raise typer.BadParameter(str(exc), param_hint="--model") from None
         except (ValueError, FileNotFoundError) as exc:

@@ -39,15 +39,22 @@ class BadImageError(ValueError):
     Attributes:
         path: the file.
         reason: a short human sentence (``"truncated or corrupt image data"`` ...).
+        too_large: the image is refused for its size (over the pixel limit, a decompression
+            bomb), not for its content; a server answers 413 to it.
     """
 
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+    def __init__(self, path: str | os.PathLike, reason: str, *, too_large: bool = False) -> None:
         self.path = str(path)
         self.reason = reason
+        self.too_large = too_large
         super().__init__(f"{self.path}: {reason}")
 
     def __reduce__(self):  # picklable across worker processes
-        return (BadImageError, (self.path, self.reason))
+        return (_rebuild_bad_image_error, (self.path, self.reason, self.too_large))
+
+
+def _rebuild_bad_image_error(path: str, reason: str, too_large: bool) -> BadImageError:
+    return BadImageError(path, reason, too_large=too_large)
 
 
 def _read_file(path: Path, max_bytes: int) -> bytes:
@@ -165,7 +172,7 @@ def open_image_bytes(
         try:
             im = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as exc:
-            raise BadImageError(name, f"decompression bomb refused: {exc}") from None
+            raise BadImageError(name, f"decompression bomb refused: {exc}", too_large=True) from None
         except UnidentifiedImageError:
             raise BadImageError(name, "not an image (content is no recognised image format)") from None
         except (OSError, SyntaxError, ValueError) as exc:
@@ -178,6 +185,7 @@ def open_image_bytes(
             name,
             f"image claims {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
             "(decompression-bomb guard; raise max_pixels if the file is genuine)",
+            too_large=True,
         )
     return im
 

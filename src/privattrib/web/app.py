@@ -87,7 +87,10 @@ def create_app(service: ProtectService | None = None, *, allowed_hosts: Sequence
 
     @app.exception_handler(UploadError)
     async def upload_error(request: Request, exc: UploadError):
-        return _error(exc.status, exc.message, exc.field)
+        response = _error(exc.status, exc.message, exc.field)
+        if exc.status == 503:
+            response.headers["Retry-After"] = "5"
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

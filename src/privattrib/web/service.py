@@ -35,6 +35,7 @@ import numpy as np
 __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_WAITING",
     "UploadError",
     "ProtectRequest",
     "ProtectResult",
@@ -52,6 +53,9 @@ DEFAULT_MAX_UPLOAD_BYTES = 30 * 2**20
 DEFAULT_MAX_PIXELS = 24_000_000
 #: Longest side of the original's preview on the page (the protected PNG is sent at full size).
 PREVIEW_SIDE = 1600
+#: Photos allowed to wait behind the one being protected; more are refused (503) rather than held
+#: in memory, each with its upload, until the server runs out of it.
+DEFAULT_MAX_WAITING = 4
 #: The choice of ``if_no_face`` the page offers (``keep`` would publish the photo unprotected).
 PAGE_NO_FACE_POLICIES = ("skip", "whole")
 
@@ -115,6 +119,11 @@ class ProtectResult:
 
 # ------------------------------------------------------------------------------------ the form
 
+#: The page's ceilings on parameters whose cost grows with their value (a blur kernel's side, the
+#: singular values svd-mp keeps): one upload must not hold the server for hours. The command line
+#: has no such ceiling.
+PAGE_PARAMETER_LIMITS = {("blur", "k"): 1001, ("dp-blur", "k"): 1001, ("svd-mp", "k"): 64}
+
 _TRUE = {"1", "true", "on", "yes"}
 _FALSE = {"", "0", "false", "off", "no"}
 
@@ -129,6 +138,7 @@ def methods_form() -> list[dict[str, Any]]:
     for row in rows:
         for p in row["parameters"]:
             p["form_default"] = "secure" if p["name"] == "noise" and "secure" in (p["choices"] or ()) else p["default"]
+            p["form_max"] = PAGE_PARAMETER_LIMITS.get((row["name"], p["name"]))
     return rows
 
 
@@ -188,9 +198,11 @@ def resolve_spec(method: str, params: Mapping[str, str]) -> str:
         if params:
             raise UploadError(422, "give the parameters either in the spec or as separate fields, not both", "method")
         try:
-            return _checked_spec(method)
+            spec = _checked_spec(method)
         except ValueError as exc:
             raise UploadError(422, str(exc), "method") from None
+        _check_page_limits(make(spec))
+        return spec
     by_name = {p.name: p for p in cls.params_spec}
     values: dict[str, Any] = {}
     for key, text in params.items():
@@ -204,10 +216,19 @@ def resolve_spec(method: str, params: Mapping[str, str]) -> str:
         except ValueError as exc:
             raise UploadError(422, str(exc), f"param.{key}") from None
     try:
-        make(cls.name, **values)  # checks across parameters
+        chosen = make(cls.name, **values)  # checks across parameters
     except ValueError as exc:
         raise UploadError(422, str(exc), "method") from None
+    _check_page_limits(chosen)
     return format_spec(cls.name, values)
+
+
+def _check_page_limits(method: Any) -> None:
+    for (name, key), ceiling in PAGE_PARAMETER_LIMITS.items():
+        value = method.params.get(key) if method.name == name else None
+        if value is not None and value > ceiling:
+            raise UploadError(422, f"{name}: {key}={value} is over the page's limit of {ceiling} (its time grows "
+                                   f"with {key}); `privattrib obfuscate` takes larger values", f"param.{key}")
 
 
 def _checked_spec(spec: str) -> str:
@@ -236,6 +257,8 @@ class ProtectService:
         max_pixels: larger images are refused (413), whatever their file size (decompression bombs).
         keep_uploads: a folder where each upload, its protected PNG and the report are kept; None
             keeps nothing.
+        max_waiting: photos that may wait while one is protected (one at a time); more are
+            refused with 503.
     """
 
     def __init__(
@@ -246,15 +269,20 @@ class ProtectService:
         max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         keep_uploads: str | Path | None = None,
+        max_waiting: int = DEFAULT_MAX_WAITING,
     ) -> None:
         if max_upload_bytes < 1 or max_pixels < 1:
             raise ValueError(f"the limits must be >= 1, got {max_upload_bytes} bytes and {max_pixels} pixels")
+        if max_waiting < 0:
+            raise ValueError(f"max_waiting must be >= 0, got {max_waiting}")
         self.attributor = attributor
         self.gallery = gallery
         self.max_upload_bytes = int(max_upload_bytes)
         self.max_pixels = int(max_pixels)
         self.keep_uploads = Path(keep_uploads) if keep_uploads is not None else None
         self._lock = threading.Lock()  # one photo at a time: each holds several full-size copies
+        self.max_waiting = int(max_waiting)
+        self._admitted = threading.BoundedSemaphore(self.max_waiting + 1)  # the one at work and those waiting
 
     def warm_up(self) -> None:
         """Import and run once what the first request would otherwise wait for (torch, the metrics,
@@ -279,7 +307,7 @@ class ProtectService:
             "face_detectors": available_backends(),
             "no_face_policies": list(PAGE_NO_FACE_POLICIES),
             "attribution": self._attribution_info(),
-            "reid": self.gallery.describe() if self.gallery is not None else None,
+            "reid": self._reid_info(),
             "keeps_uploads": self.keep_uploads is not None,
         }
 
@@ -289,7 +317,14 @@ class ProtectService:
         d = self.attributor.describe()
         keep = ("source", "classes", "real_class", "image_size", "in_channels", "arch", "temperature", "calibrated",
                 "ece_before", "ece_after", "held_out_accuracy", "chance", "n_test", "held_out_note", "scope", "notes")
-        return {k: d.get(k) for k in keep}
+        # the page names the model's file, never where it lies on the server
+        return {**{k: d.get(k) for k in keep}, "source": _file_name(d.get("source"))}
+
+    def _reid_info(self) -> dict[str, Any] | None:
+        if self.gallery is None:
+            return None
+        d = self.gallery.describe()
+        return {**d, "root": _file_name(d.get("root"))}
 
     # -- one upload -----------------------------------------------------------------------------
 
@@ -311,7 +346,8 @@ class ProtectService:
 
         Raises:
             UploadError: a file that is not a usable image (400), too large (413), an option that
-                is not allowed (422), no face found under the ``skip`` policy (422).
+                is not allowed (422), no face found under the ``skip`` policy (422), more than
+                ``max_waiting`` photos already waiting (503).
         """
         name = _display_name(filename)
         if not data:
@@ -320,28 +356,39 @@ class ProtectService:
             raise UploadError(413, f"{name}: the file is {format_bytes(len(data))}, over the limit of "
                                    f"{format_bytes(self.max_upload_bytes)}", "file")
         publisher = _publisher(request)
-        with self._lock:
-            timing = _Stopwatch()
-            with timing("decode"):
-                original, source = self._decode(data, name)
-            with timing("protect"):
-                result = _protect_pixels(publisher, original, name)
-                png = result.png()
-            report = _describe(source, publisher, result, request.faces)
-            if analyse:
-                with timing("metrics"):
-                    report["metrics"] = _utility(original, result.pixels)
-                if self.attributor is not None:
-                    with timing("attribution"):
-                        report["attribution"] = self._attribute(data, result.pixels, name)
-                if self.gallery is not None:
-                    with timing("reid"):
-                        report["reid"] = self._reid(original, result.pixels, result.boxes)
-            preview = _preview_png(original) if analyse else b""
-            report["timing_s"] = timing.finish()
-            report = _json_ready(report)
-            if self.keep_uploads is not None:
-                report["kept_in"] = str(self._keep(data, filename, png, report))
+        if not self._admitted.acquire(blocking=False):
+            raise UploadError(503, f"the server is busy: {self.max_waiting + 1} photos are already being protected "
+                                   "or waiting; try again in a moment", "file")
+        try:
+            with self._lock:
+                return self._protect_now(data, filename, name, publisher, request, analyse)
+        finally:
+            self._admitted.release()
+
+    def _protect_now(self, data: bytes, filename: str, name: str, publisher, request: ProtectRequest,
+                     analyse: bool) -> ProtectResult:
+        """:meth:`protect`'s work, under the one-photo-at-a-time lock."""
+        timing = _Stopwatch()
+        with timing("decode"):
+            original, source = self._decode(data, name)
+        with timing("protect"):
+            result = _protect_pixels(publisher, original, name)
+            png = result.png()
+        report = _describe(source, publisher, result, request.faces)
+        if analyse:
+            with timing("metrics"):
+                report["metrics"] = _utility(original, result.pixels)
+            if self.attributor is not None:
+                with timing("attribution"):
+                    report["attribution"] = self._attribute(data, result.pixels, name)
+            if self.gallery is not None:
+                with timing("reid"):
+                    report["reid"] = self._reid(original, result.pixels, result.boxes)
+        preview = _preview_png(original) if analyse else b""
+        report["timing_s"] = timing.finish()
+        report = _json_ready(report)
+        if self.keep_uploads is not None:
+            report["kept_in"] = str(self._keep(data, filename, png, report))
         return ProtectResult(png=png, preview_png=preview, download_name=f"{_safe_stem(filename)}-protected.png",
                              report=report)
 
@@ -355,7 +402,7 @@ class ProtectService:
                       "exif_orientation": _exif_orientation(im)}
             pixels = image_pixels(im, name)
         except BadImageError as exc:
-            status = 413 if "over the limit" in exc.reason or "bomb" in exc.reason else 400
+            status = 413 if exc.too_large else 400
             raise UploadError(status, f"{name}: {exc.reason}", "file") from None
         height, width, channels = pixels.shape
         return pixels, {**source, "height": height, "width": width, "channels": channels}
@@ -467,7 +514,8 @@ def build_service(
         reid_size, reid_epochs: the gallery classifier's input side and training epochs.
         device: where the models run.
         progress: progress bars while models train.
-        **limits: ``max_upload_bytes``, ``max_pixels``, ``keep_uploads`` for :class:`ProtectService`.
+        **limits: ``max_upload_bytes``, ``max_pixels``, ``keep_uploads``, ``max_waiting`` for
+            :class:`ProtectService`.
 
     Raises:
         ValueError: a model or gallery that cannot be used (the message names it).
@@ -488,13 +536,13 @@ def build_service(
 # ------------------------------------------------------------------------------------ helpers
 
 def _utility(original: np.ndarray, protected: np.ndarray) -> dict[str, float | None]:
-    from privattrib.metrics import mse, psnr, ssim
+    from privattrib.metrics import mse, psnr_from_mse, ssim
 
     h, w = original.shape[:2]
-    value = float(psnr(original, protected))
-    return {"mse": float(mse(original, protected)),
-            "psnr": value if np.isfinite(value) else None,  # identical images: JSON has no infinity
-            "identical": not np.isfinite(value),
+    error = float(mse(original, protected))
+    return {"mse": error,
+            "psnr": float(psnr_from_mse(error)) if error > 0 else None,  # identical images: JSON has no infinity
+            "identical": error == 0,
             "ssim": float(ssim(original, protected)) if min(h, w) >= 11 else None}
 
 
@@ -536,6 +584,10 @@ def _preview_png(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _file_name(path: Any) -> str | None:
+    return None if path is None else Path(str(path)).name or str(path)
 
 
 def _display_name(filename: str) -> str:

@@ -96,13 +96,15 @@ function paramInput(m, p) {
       id, name: `param.${p.name}`, type: numeric ? "number" : "text",
       step: p.type === "integer" ? (p.odd ? "2" : "1") : "any",
       min: p.minimum ?? (p.exclusive_minimum !== null && p.exclusive_minimum !== undefined ? p.exclusive_minimum : null),
+      max: p.form_max ?? null,
       placeholder: p.optional ? "auto" : null,
     });
     if (value !== null && value !== undefined) input.value = String(value);
   }
   const label = el("label", { class: "row", for: id, title: p.help },
     el("span", { text: p.name === "epsilon" ? "ε (epsilon)" : p.name }), input,
-    el("span", { class: "param-help", text: p.choices ? p.help : `${p.help}; ${p.allowed}` }));
+    el("span", { class: "param-help", text: p.choices ? p.help :
+      `${p.help}; ${p.allowed}${p.form_max ? `, at most ${p.form_max} here` : ""}` }));
   return el("div", { class: p.choices || p.help.length > 60 ? "param wide" : "param" }, label);
 }
 
