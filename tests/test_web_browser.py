@@ -140,18 +140,26 @@ def _check_download(page, size: tuple[int, int]) -> bytes:
 
 
 def test_celeba_face_with_dp_pix_at_epsilon_half(browser, plain_server, celeba_root, tmp_path):
-    photo = sorted((celeba_root / "img_align_celeba").glob("*.jpg"))[0]
+    from bad_files import SECRET, exif_with_secret
+
+    face = sorted((celeba_root / "img_align_celeba").glob("*.jpg"))[0]
+    # the face as a phone would send it: stored sideways with orientation 6, GPS and a description
+    photo = tmp_path / "phone-face.jpg"
+    with Image.open(face) as im:
+        im.transpose(Image.Transpose.ROTATE_90).save(photo, quality=95, exif=exif_with_secret(orientation=6).tobytes())
+    assert SECRET.encode() in photo.read_bytes()
     page, errors = _open(browser, plain_server)
     _protect(page, photo, "dp-pix", epsilon="0.5")
     assert page.is_hidden("#error"), page.inner_text("#error")
     assert page.get_attribute("#img-protected", "src").startswith("data:image/png;base64,")
     shown = page.evaluate("() => [document.getElementById('img-protected').naturalWidth,"
                           " document.getElementById('img-protected').naturalHeight]")
-    assert shown == [178, 218]
+    assert shown == [178, 218]  # upright again: the EXIF orientation was honoured
     assert "dp-pix:b=16,m=16,epsilon=0.5,noise=secure" in page.inner_text("#cap-protected")
     assert "PSNR" in page.inner_text("#card-utility") and "No attribution model" in page.inner_text("#card-attribution")
     assert "No identity gallery" in page.inner_text("#card-reid")
-    _check_download(page, (178, 218))
+    download = _check_download(page, (178, 218))
+    assert SECRET.encode() not in download and b"Exif" not in download
     page.screenshot(path=str(tmp_path / "celeba.png"), full_page=True)  # a CelebA face: never committed
     assert errors == []
     page.close()
