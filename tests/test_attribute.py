@@ -193,6 +193,17 @@ def test_predict_says_when_it_resized_or_converted(trained):
         attributor.predict([grey], keys=["a", "b"])
 
 
+def test_a_lab_image_is_converted_not_called_transparent(trained, tmp_path):
+    attributor = load_attributor(trained.path, device="cpu")
+    lab = tmp_path / "lab.tif"
+    Image.fromarray(_picture(np.random.default_rng(3), "real")).convert("LAB").save(lab)
+    (result,), skipped = attributor.predict_files([lab])
+    assert skipped == [] and result.channels_converted == "LAB -> RGB"
+    assert not any("transparent" in n for n in result.notes)
+    (from_array,) = attributor.predict([np.zeros((16, 16, 3), np.uint8)], modes=["LAB"])
+    assert not any("transparent" in n for n in from_array.notes)
+
+
 def test_a_model_trained_on_stretched_images_stretches_too(trained):
     """A source with ``crop: none`` trains on whole images stretched to the square: such a model
     is prepared the same way (not refused, not centre-cropped), and says so."""
@@ -313,6 +324,10 @@ def test_unusable_models_are_refused_with_a_reason(tmp_path):
     save_classifier(make_classifier("dct", 2, 8, 1), tmp_path / "nameless.pt")
     with pytest.raises(AttributorError, match="does not name its 2 classes"):
         load_attributor(tmp_path / "nameless.pt")
+    save_classifier(make_classifier("dct", 2, 8, 1), tmp_path / "mismatched.pt",
+                    extra={"attributor": {"class_names": ["real", "dcgan", "sngan"], "image_size": 8, "in_channels": 1}})
+    with pytest.raises(AttributorError, match="names 3 classes but the classifier has 2 outputs"):
+        load_attributor(tmp_path / "mismatched.pt")
     (tmp_path / "empty-outdir").mkdir()
     with pytest.raises(AttributorError, match="no classifier checkpoint"):
         load_attributor(tmp_path / "empty-outdir")
@@ -502,6 +517,7 @@ def test_cli_attribute_exit_codes(trained, held_out, tmp_path):
     assert _run(["attribute", one, "--model", str(tmp_path / "nope.pt")]).exit_code == 2
     assert _run(["attribute", str(tmp_path / "nope.png"), "--model", str(trained.path)]).exit_code == 2
     assert _run(["attribute", one, "--model", str(trained.path), "--batch-size", "0"]).exit_code == 2
+    assert _run(["attribute", one, "--model", str(trained.path), "--show", "-1"]).exit_code == 2
     assert _run(["attribute", one, "--model", str(trained.path), "--device", "warp"]).exit_code == 2
     result = _run(["attribute", one, "--model", str(tmp_path / "nope.pt")])
     assert "model not found" in result.stderr

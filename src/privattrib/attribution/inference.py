@@ -93,6 +93,10 @@ class _Prepared:
     notes: list[str]
 
 
+#: Pillow modes with an alpha band ("LAB"'s A is a colour axis, not alpha).
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+
+
 class Attributor:
     """A loaded attribution classifier with everything needed to use it on new images.
 
@@ -214,7 +218,7 @@ class Attributor:
             mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}.get(1 if arr.ndim == 2 else arr.shape[2])
         prep = self._preprocess(height, width)
         pixels = prepare_array(arr, prep, name=key)
-        return _Prepared(pixels, *self._notes(height, width, mode, prep.crop, "A" in (mode or "").upper()))
+        return _Prepared(pixels, *self._notes(height, width, mode, prep.crop, mode in _ALPHA_MODES))
 
     def _prepare_file(self, path: str | os.PathLike) -> _Prepared:
         from privattrib.data.io import open_image
@@ -229,7 +233,7 @@ class Attributor:
         height, width = oriented_size(im)
         mode = im.mode
         prep = self._preprocess(height, width)
-        transparent = "A" in mode.upper() or "transparency" in im.info
+        transparent = mode in _ALPHA_MODES or "transparency" in im.info
         pixels = prepare_image(im, path, prep)
         return _Prepared(pixels, *self._notes(height, width, mode, prep.crop, transparent))
 
@@ -544,6 +548,9 @@ def _from_checkpoint(path: Path, device: str, messages: list[str]) -> Attributor
     k = int(config["num_classes"])
     block = extra.get("attributor")
     if block is not None:
+        if len(block.get("class_names") or ()) != k:
+            raise AttributorError(f"{path}: its attributor block names {len(block.get('class_names') or ())} "
+                                  f"classes but the classifier has {k} outputs; the file is inconsistent")
         return _from_attributor_block(model, path, block, extra, device, messages)
     class_names = extra.get("class_names") or ((extra.get("cache_key") or {}).get("train") or {}).get("classes")
     if not class_names or len(class_names) != k:

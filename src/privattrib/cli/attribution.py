@@ -129,7 +129,7 @@ def attribute(
     device: str = device_option(help="where to run the model"),
     batch_size: int = typer.Option(256, "--batch-size", help="images per forward pass"),
     workers: Optional[int] = typer.Option(None, "--workers", help="decoding threads (default: the cores, at most 8)"),
-    show: int = typer.Option(50, "--show", help="rows of the table to print (--json and --csv have all)"),
+    show: int = typer.Option(50, "--show", min=0, help="rows of the table to print (--json and --csv have all)"),
 ) -> None:
     """Which source made each image: the predicted class and the probability of every class.
 
