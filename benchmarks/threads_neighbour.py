@@ -10,11 +10,13 @@ and the ratios measured in this one run:
 - ``follow free cores``: the default (``privattrib.threads.fit_threads``).
 
 Workloads: ``slice`` (default, about 10 s alone on 2 cores: the demo's tiny DCGAN for 60 steps,
-then the demo's classifier for 2 epochs on 600 synthetic faces) or ``demo`` (``privattrib demo``
-end to end, about a minute alone).
+then the demo's classifier for 2 epochs on 600 synthetic faces), ``demo`` (``privattrib demo``
+end to end, about two minutes alone) or ``tests`` (the fast test files that train models:
+``TEST_FILES`` under pytest, about a minute alone).
 
     python benchmarks/threads_neighbour.py                      # slice, 3 rounds
     python benchmarks/threads_neighbour.py --workload demo --repeat 1
+    python benchmarks/threads_neighbour.py --workload tests --repeat 1
     taskset -c 0,1 python benchmarks/threads_neighbour.py       # a 2-core slice of a larger machine
 """
 
@@ -41,6 +43,11 @@ model = make_classifier("yu2019", 4, 32, 3, seed=0, fmap_base=256, fmap_max=128)
 train_classifier(model, data.images[:600], np.arange(600) % 4, TrainConfig(epochs=2, device="cpu"), progress=False)
 """
 
+#: The ``tests`` workload: the fast test files that spend their time in torch training loops.
+TEST_FILES = ["tests/test_training.py", "tests/test_gans.py", "tests/test_attribute.py", "tests/test_attacks.py",
+              "tests/test_attribution_scenarios.py"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def policies(cores: int) -> dict[str, dict[str, str]]:
     return {
@@ -56,6 +63,9 @@ def run_workload(workload: str, env_extra: dict[str, str], timeout: float) -> fl
     with tempfile.TemporaryDirectory() as tmp:
         if workload == "slice":
             cmd = [sys.executable, "-c", SLICE]
+        elif workload == "tests":
+            cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", ROOT,
+                   "--basetemp", os.path.join(tmp, "pytest"), *(os.path.join(ROOT, f) for f in TEST_FILES)]
         else:
             cmd = [sys.executable, "-m", "privattrib", "demo", "-o", os.path.join(tmp, "demo"), "--no-progress",
                    "--device", "cpu"]
@@ -67,7 +77,7 @@ def run_workload(workload: str, env_extra: dict[str, str], timeout: float) -> fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workload", choices=("slice", "demo"), default="slice")
+    parser.add_argument("--workload", choices=("slice", "demo", "tests"), default="slice")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds (median reported)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per run")
     args = parser.parse_args()

@@ -334,6 +334,15 @@ def test_svd_mp_on_a_large_photo_takes_only_the_top_k_triplets_and_agrees_with_t
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
     assert np.array_equal(truncated, method(x, seed=11))  # deterministic
     assert not np.array_equal(truncated, method(x, seed=12))
+    # a pure red photo: two black planes, which ARPACK cannot start from, get LAPACK's vectors
+    red = np.zeros((1, 260, 300, 3), np.uint8)
+    red[..., 0] = 200
+    svd_module.TRUNCATED_SVD_MIN_PIXELS = 10**9
+    try:
+        full_red = method(red, seed=3)
+    finally:
+        svd_module.TRUNCATED_SVD_MIN_PIXELS = full_threshold
+    assert np.array_equal(method(red, seed=3)[..., 1:], full_red[..., 1:])
 
 
 def test_dp_blur_is_dp_pix_then_blur():

@@ -32,8 +32,8 @@ def _check_k(k: int, h: int, w: int) -> None:
 
 
 #: Images at least this many pixels, with k at most a quarter of their short side, get only their
-#: top k singular triplets (ARPACK) instead of a full SVD: a 12-megapixel photo's three full SVDs
-#: take minutes, the truncated ones about a second, and the rebuilt planes agree to ~1e-13.
+#: top k singular triplets (ARPACK) instead of a full SVD: on a 12-megapixel photo the method took
+#: 9 s instead of 89 s, with the same output bytes (benchmarks/svd_truncated.py).
 TRUNCATED_SVD_MIN_PIXELS = 256 * 256
 
 
@@ -43,11 +43,20 @@ def _uses_truncated_svd(k: int, h: int, w: int) -> bool:
 
 def _top_k_svd(plane: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(U_k, s_k, V_k^T) of one float64 plane, singular values descending. The start vector is
-    fixed, so the result does not depend on any random state."""
-    from scipy.sparse.linalg import svds
+    fixed, so the result does not depend on any random state. A black plane gets LAPACK's answer
+    (the first k unit vectors), which ARPACK cannot start from; a plane ARPACK fails on gets the
+    full SVD."""
+    from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, svds
 
-    v0 = np.random.default_rng(0).standard_normal(min(plane.shape))
-    u, s, vt = svds(plane, k=k, v0=v0, solver="arpack")
+    h, w = plane.shape
+    if not plane.any():
+        return np.eye(h, k), np.zeros(k), np.eye(k, w)
+    v0 = np.random.default_rng(0).standard_normal(min(h, w))
+    try:
+        u, s, vt = svds(plane, k=k, v0=v0, solver="arpack")
+    except (ArpackError, ArpackNoConvergence):
+        u, s, vt = np.linalg.svd(plane, full_matrices=False)
+        return u[:, :k], s[:k], vt[:k]
     order = np.argsort(s)[::-1]
     return u[:, order], s[order], vt[order]
 
