@@ -42,7 +42,7 @@ import hashlib
 import math
 import os
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -271,13 +271,25 @@ class Surrogate:
     sha256: str
     arch: str
     num_classes: int
-    image_size: int
+    image_size: int  # the input's width (and its height unless ``height`` differs)
     in_channels: int
     class_names: tuple[str, ...] | None
     task: str | None
+    height: int = 0  # the input's height: ``image_size`` for square networks
+    #: what the surrogate was trained on, where recorded (``train_reid_surrogate``: the split's
+    #: seed, counts and training keys); None otherwise
+    split: dict | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the images the surrogate takes."""
+        return (self.in_channels, self.height or self.image_size, self.image_size)
 
     def info(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "model"}
+        # fields by hand: asdict() would deep-copy the model at every call
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("model", "split")}
+        if self.split is not None:  # the key list is for checks, not for every result row
+            out["split"] = {k: v for k, v in self.split.items() if k != "train_key_list"}
         out["class_names"] = list(self.class_names) if self.class_names is not None else None
         if self.class_names is not None and len(self.class_names) > 12:  # identities: a count is enough
             out["class_names"] = list(self.class_names[:5]) + [f"... {len(self.class_names)} in all"]
@@ -316,7 +328,9 @@ def load_surrogate(path: str | os.PathLike, device="cpu") -> Surrogate:
     surrogate = Surrogate(model=model, path=str(resolved), sha256=hashlib.sha256(resolved.read_bytes()).hexdigest(),
                           arch=str(config.get("arch")), num_classes=int(config.get("num_classes", 0)),
                           image_size=int(config.get("image_size", 0)), in_channels=int(config.get("in_channels", 0)),
-                          class_names=tuple(map(str, names)) if names else None, task=extra.get("task"))
+                          class_names=tuple(map(str, names)) if names else None, task=extra.get("task"),
+                          height=int(config.get("height") or config.get("image_size", 0)),
+                          split=extra.get("split") if isinstance(extra.get("split"), dict) else None)
     _SURROGATES[key] = surrogate
     while len(_SURROGATES) > 8:
         _SURROGATES.popitem(last=False)
@@ -428,9 +442,9 @@ class AdversarialPerturbation(Obfuscation):
 
         s = self.surrogate(x.device)
         n, c, h, w = x.shape
-        if (c, h, w) != (s.in_channels, s.image_size, s.image_size):
-            raise ValueError(f"adv: the surrogate {self.params['model']} takes {s.image_size} x {s.image_size} images "
-                             f"with {s.in_channels} channel(s); got {h} x {w} with {c}")
+        if (c, h, w) != s.input_shape:
+            raise ValueError(f"adv: the surrogate {self.params['model']} takes {s.input_shape[1]} x {s.input_shape[2]} "
+                             f"images with {s.in_channels} channel(s); got {h} x {w} with {c}")
         target = s.class_names.index(REAL_CLASS) if self.params["goal"] == "real" else None
         chunk = _CHUNK.get(x.device.type, 256)
         out = torch.empty_like(x)
@@ -601,6 +615,30 @@ class PerturbationGenerator:
         return gen
 
 
+def _check_generator_options(**options) -> None:
+    """Refuse generator options that would fail deep inside training (or train nothing), naming
+    the option and what is allowed."""
+    def integer(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+
+    def number(v):
+        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+    rules = {
+        "goal": (lambda v: v in GOALS, " | ".join(GOALS)),
+        "eps": (lambda v: number(v) and v >= 1, "a number >= 1 (grey levels)"),
+        "epochs": (integer, "an integer >= 1"),
+        "batch_size": (integer, "an integer >= 1"),
+        "lr": (lambda v: number(v) and v > 0, "a finite number > 0"),
+        "base": (integer, "an integer >= 1"),
+        "depth": (integer, "an integer >= 1"),
+    }
+    for name, value in options.items():
+        ok, allowed = rules[name]
+        if not ok(value):
+            raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
 def train_perturbation_generator(
     surrogate_path: str | os.PathLike,
     images,
@@ -637,15 +675,16 @@ def train_perturbation_generator(
     from privattrib.common import atomic_torch_save, resolve_device
     from privattrib.training import as_uint8_tensor
 
-    if goal not in GOALS:
-        raise ValueError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
-    if not eps >= 1:
-        raise ValueError(f"eps must be >= 1 grey level, got {eps}")
+    _check_generator_options(goal=goal, eps=eps, epochs=epochs, batch_size=batch_size, lr=lr, base=base, depth=depth)
     dev = resolve_device(device)
     surrogate = load_surrogate(surrogate_path, dev)
     if goal == "real" and REAL_CLASS not in (surrogate.class_names or ()):
         raise ValueError(f"goal=real needs a surrogate with a class named 'real'; {surrogate_path} has none")
-    images = as_uint8_tensor(images).to(dev)
+    images = as_uint8_tensor(images)
+    if images.ndim != 4 or len(images) == 0 or tuple(images.shape[1:]) != surrogate.input_shape:
+        raise ValueError(f"images: the surrogate {surrogate_path} takes N x {' x '.join(map(str, surrogate.input_shape))} "
+                         f"uint8 images (N >= 1), got {' x '.join(map(str, images.shape))}")
+    images = images.to(dev)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         gen = PerturbationGenerator(images.shape[1], eps, base, depth)
