@@ -186,6 +186,19 @@ def test_random_start_is_inside_the_ball():
     assert torch.equal(l2, A.random_start(streams, (64, 3, 8, 8), 10.0, "l2", "cpu"))
 
 
+def test_pgd_runs_under_the_callers_no_grad_and_inference_mode(surrogate):
+    # an evaluation loop or a web request may call the method with autograd switched off
+    path, _, images, _ = surrogate
+    ob = make(f"adv:eps=4,steps=3,target=attribution,model={path}")
+    expected = ob(torch.from_numpy(images[:6]), seed=0)
+    with torch.no_grad():
+        assert torch.equal(ob(torch.from_numpy(images[:6]), seed=0), expected)
+    with torch.inference_mode():
+        assert torch.equal(ob(torch.from_numpy(images[:6]), seed=0), expected)
+    with pytest.raises(ValueError, match="amp must be"):
+        A.pgd(surrogate[1], torch.from_numpy(images[:1]), eps=4, amp="bf16")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_tensors_stay_on_the_device_within_budget(surrogate):
     path, _, images, _ = surrogate

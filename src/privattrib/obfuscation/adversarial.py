@@ -38,6 +38,7 @@ the attribution grid): there the model under training is attacked at every batch
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -200,7 +201,6 @@ def pgd_delta(model, images, *, eps, norm="linf", steps=10, step=None, labels=No
     """The float perturbation of :func:`pgd` before rounding (same arguments): ``(N, C, H, W)``
     float32 in grey levels, inside the ball, with ``images + delta`` in [0, 255]."""
     import torch
-    import torch.nn.functional as F
 
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
@@ -211,54 +211,61 @@ def pgd_delta(model, images, *, eps, norm="linf", steps=10, step=None, labels=No
     step = default_step(eps, steps) if step is None else float(step)
     if not step > 0:
         raise ValueError(f"step must be > 0, got {step}")
+    if amp not in ("auto", "off"):
+        raise ValueError(f"amp must be 'auto' or 'off', got {amp!r}")
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(f"pgd needs uint8 N x C x H x W images, got {images.dtype} {tuple(images.shape)}")
-    x = images.to(torch.float32)
     if len(images) == 0:
-        return torch.zeros_like(x)
-    device = images.device
-    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda" and amp == "auto" \
-        else _null()
+        return torch.zeros_like(images, dtype=torch.float32)
     was_training = model.training
     model.eval()
     try:
-        if target_class is not None:
-            goal = torch.full((len(images),), int(target_class), dtype=torch.long, device=device)
-        elif labels is not None:
-            goal = torch.as_tensor(labels, device=device).long()
-        else:
-            with torch.no_grad(), autocast:
-                goal = model(x / 127.5 - 1.0).float().argmax(1)
-        sign = -1.0 if target_class is not None else 1.0  # descend toward a target, ascend away
-        if streams is not None:
-            delta = _project(random_start(streams, tuple(images.shape), eps, norm, device), x, eps, norm)
-        else:
-            delta = torch.zeros_like(x)
-        for _ in range(int(steps)):
-            delta.requires_grad_(True)
-            with autocast:
-                logits = model((x + delta) / 127.5 - 1.0)
-            loss = F.cross_entropy(logits.float(), goal, reduction="sum")
-            (grad,) = torch.autograd.grad(loss, [delta])
-            with torch.no_grad():
-                grad = grad * sign
-                if norm == "linf":
-                    delta = delta + step * grad.sign()
-                else:
-                    gnorm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-                    delta = delta + step * grad / gnorm
-                delta = _project(delta, x, eps, norm)
-        return delta.detach()
+        # the gradient is needed even when the caller works under no_grad or inference mode (an
+        # evaluation loop, a web request): without this PGD would fail at its first step
+        with torch.inference_mode(False), torch.enable_grad():
+            x = (images.clone() if images.is_inference() else images).to(torch.float32)
+            return _pgd_walk(model, x, eps=eps, norm=norm, steps=int(steps), step=step, labels=labels,
+                             target_class=target_class, streams=streams, amp=amp)
     finally:
         model.train(was_training)
 
 
-class _null:
-    def __enter__(self):
-        return self
+def _pgd_walk(model, x, *, eps, norm, steps, step, labels, target_class, streams, amp):
+    """PGD's steps from the random start on float images ``x`` (grey levels): the checked
+    arguments of :func:`pgd_delta`; returns the detached perturbation."""
+    import torch
+    import torch.nn.functional as F
 
-    def __exit__(self, *exc):
-        return False
+    device = x.device
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda" and amp == "auto" \
+        else contextlib.nullcontext()
+    if target_class is not None:
+        goal = torch.full((len(x),), int(target_class), dtype=torch.long, device=device)
+    elif labels is not None:
+        goal = torch.as_tensor(labels, device=device).long()
+    else:
+        with torch.no_grad(), autocast:
+            goal = model(x / 127.5 - 1.0).float().argmax(1)
+    sign = -1.0 if target_class is not None else 1.0  # descend toward a target, ascend away
+    if streams is not None:
+        delta = _project(random_start(streams, tuple(x.shape), eps, norm, device), x, eps, norm)
+    else:
+        delta = torch.zeros_like(x)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        with autocast:
+            logits = model((x + delta) / 127.5 - 1.0)
+        loss = F.cross_entropy(logits.float(), goal, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, [delta])
+        with torch.no_grad():
+            grad = grad * sign
+            if norm == "linf":
+                delta = delta + step * grad.sign()
+            else:
+                gnorm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                delta = delta + step * grad / gnorm
+            delta = _project(delta, x, eps, norm)
+    return delta.detach()
 
 
 # --------------------------------------------------------------------------- the surrogate
