@@ -140,102 +140,116 @@ def immunization_table(rows: list[dict]) -> str:
 
 
 # --------------------------------------------------------------------------- figure
+def _series(ax, rows, family, x_key, y_pick, label, style, annotate=None) -> None:
+    """One curve: per method of ``family`` (a prefix or a predicate on the method name, ``r["_m"]``)
+    the mean of ``x_key`` against the mean ± std of ``y_pick(method)``, in %."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["_m"], []).append(r)
+    pts = []
+    for m, g in groups.items():
+        if not (family(m) if callable(family) else m.startswith(family)):
+            continue
+        xs, ys = [r.get(x_key) for r in g if r.get(x_key) is not None], y_pick(m)
+        if not xs or not ys:
+            continue
+        pts.append((float(np.mean(xs)), 100 * float(np.mean(ys)), 100 * float(np.std(ys, ddof=1)) if len(ys) > 1
+                    else 0.0, annotate(m) if annotate else ""))
+    pts.sort()
+    if not pts:
+        return
+    x, y, e, names = zip(*pts)
+    ax.errorbar(x, y, yerr=e, fmt=style, capsize=3, label=label)
+    for xi, yi, name in zip(x, y, names):
+        if name:
+            ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+
+
+def _dp_label(m: str) -> str:
+    return re.sub(r".*epsilon=([0-9.]+).*", r"DP ε=\1", m)
+
+
+def _reid_panel(ax, reid: list[dict]) -> None:
+    """Re-identification against PSNR: PGD and the generator per attacked model, DP-Pix beside them."""
+    for r in reid:
+        r["_m"] = r["grid_method"]
+
+    def acc(arch, variant, key="accuracy"):
+        return lambda m: [r[key] for r in reid if r["_m"] == m and r["arch"] == arch and r["variant"] == variant
+                          and r.get(key) is not None]
+
+    eps = lambda m: re.sub(r"adv:eps=([0-9.]+).*", r"eps \1", m).replace(",norm=l2", " L2")  # noqa: E731
+    pgd = lambda m: m.startswith("adv:") and "norm=l2" not in m  # noqa: E731  (L-inf PGD; L2 is in the table)
+    _series(ax, reid, pgd, "psnr_obfuscated", acc("mcpherson2016", "retrain", "accuracy_surrogate"),
+            "adv: surrogate (attacked)", "o-", eps)
+    _series(ax, reid, pgd, "psnr_obfuscated", acc("mcpherson2016", "no-retrain"), "adv: same network, other seed", "s-")
+    for arch in sorted({r["arch"] for r in reid if r["arch"] != "mcpherson2016"}):
+        _series(ax, reid, pgd, "psnr_obfuscated", acc(arch, "no-retrain"), f"adv: {arch}", "^-")
+    _series(ax, reid, pgd, "psnr_obfuscated", acc("mcpherson2016", "retrain"), "adv: retrained attacker", "D-")
+    _series(ax, reid, "adv-gen", "psnr_obfuscated", acc("mcpherson2016", "retrain", "accuracy_surrogate"),
+            "adv-gen (one pass): surrogate", "o:")
+    _series(ax, reid, "adv-gen", "psnr_obfuscated", acc("mcpherson2016", "no-retrain"),
+            "adv-gen: same network, other seed", "s:")
+    _series(ax, reid, "dp-pix", "psnr_obfuscated", acc("mcpherson2016", "retrain"), "DP-Pix b=1: retrained attacker",
+            "D--", _dp_label)
+    _series(ax, reid, "dp-pix", "psnr_obfuscated", acc("mcpherson2016", "no-retrain"), "DP-Pix b=1: clean-trained",
+            "s--")
+    clean = [r["accuracy"] for r in reid if r["_m"] == "none" and r["variant"] == "retrain"]
+    if clean:
+        ax.axhline(100 * np.mean(clean), color="black", ls=":", lw=1, label=f"clean {100 * np.mean(clean):.0f}%")
+    ax.axhline(100 * reid[0]["chance"], color="grey", ls="--", lw=1, label="chance")
+    ax.set_xlabel("PSNR of the published image (dB)")
+    ax.set_ylabel("re-identification top-1 (%)")
+    ax.set_title("Re-identification, Yale B 32 px")
+    ax.legend(fontsize=7)
+
+
+def _laundering_panel(ax, attribution: list[dict], dct: list[dict]) -> None:
+    """Laundering rate against PSNR: PGD toward real per detector, DP-Pix b=1 beside it."""
+    rows = [r for r in attribution if r["scenario"] == "clean-train"]
+    for r in rows:
+        r["_m"] = short(r["spec"])
+    drows = [r for r in dct if r["scenario"] == "clean-train"]
+    for r in drows:
+        r["_m"] = short(r["spec"])
+
+    def lr(rows_, key="laundering_rate"):
+        return lambda m: [r[key] for r in rows_ if r["_m"] == m and r.get(key) is not None]
+
+    eps = lambda m: re.sub(r"adv:eps=([0-9.]+).*", r"eps \1", m)  # noqa: E731
+    real = [r for r in rows if "goal=real" in r["_m"] or not r["_m"].startswith("adv")]
+    _series(ax, real, "adv", "psnr", lr(rows, "laundering_rate_surrogate"), "adv→real: surrogate (attacked)", "o-", eps)
+    _series(ax, real, "adv", "psnr", lr(rows), "adv→real: unseen yu2019", "s-")
+    _series(ax, real, "adv", "psnr", lr(rows, "laundering_rate_adaptive"), "adv→real: aimed at that yu2019", "v-")
+    if drows:
+        _series(ax, [r for r in drows if r["_m"].startswith("adv")], "adv", "psnr", lr(drows), "adv→real: unseen DCT",
+                "^-")
+        _series(ax, [r for r in drows if r["_m"].startswith("dp-pix:b=1")], "dp-pix", "psnr", lr(drows),
+                "DP-Pix b=1: DCT", "^--")
+    _series(ax, [r for r in rows if r["_m"].startswith("dp-pix:b=1")], "dp-pix", "psnr", lr(rows),
+            "DP-Pix b=1: yu2019", "s--", _dp_label)
+    clean = [r["laundering_rate"] for r in rows if r["_m"] == "none"]
+    if clean:
+        ax.axhline(100 * np.mean(clean), color="black", ls=":", lw=1, label="no obfuscation")
+    ax.set_xlabel("PSNR of the published image (dB)")
+    ax.set_ylabel("GAN images called real (%)")
+    ax.set_title("Laundering, CelebA vs 4 GANs 32 px")
+    ax.legend(fontsize=7)
+
+
 def figure(reid: list[dict], attribution: list[dict], dct: list[dict], path: Path) -> None:
+    """Budget (as PSNR, each point named by its budget) against re-identification (left) and
+    laundering (right), DP-Pix at matched PSNR beside the perturbation."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.3))
-
-    def series(rows, family, x_key, y_pick, label, ax, style, annotate=None):
-        groups: dict[str, list[dict]] = {}
-        for r in rows:
-            groups.setdefault(r["_m"], []).append(r)
-        pts = []
-        for m, g in groups.items():
-            if not (family(m) if callable(family) else m.startswith(family)):
-                continue
-            xs, ys = [r.get(x_key) for r in g if r.get(x_key) is not None], y_pick(m)
-            if not xs or not ys:
-                continue
-            pts.append((float(np.mean(xs)), 100 * float(np.mean(ys)), 100 * float(np.std(ys, ddof=1)) if len(ys) > 1
-                        else 0.0, annotate(m) if annotate else ""))
-        pts.sort()
-        if not pts:
-            return
-        x, y, e, names = zip(*pts)
-        ax.errorbar(x, y, yerr=e, fmt=style, capsize=3, label=label)
-        for xi, yi, name in zip(x, y, names):
-            if name:
-                ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
-
     if reid:
-        for r in reid:
-            r["_m"] = r["grid_method"]
-
-        def acc(arch, variant, key="accuracy"):
-            return lambda m: [r[key] for r in reid if r["_m"] == m and r["arch"] == arch and r["variant"] == variant
-                              and r.get(key) is not None]
-
-        ax = axes[0]
-        eps = lambda m: re.sub(r"adv:eps=([0-9.]+).*", r"eps \1", m).replace(",norm=l2", " L2")  # noqa: E731
-        dp = lambda m: re.sub(r".*epsilon=([0-9.]+).*", r"DP ε=\1", m)  # noqa: E731
-        pgd = lambda m: m.startswith("adv:") and "norm=l2" not in m  # noqa: E731  (L-inf PGD; L2 is in the table)
-        series(reid, pgd, "psnr_obfuscated", acc("mcpherson2016", "retrain", "accuracy_surrogate"),
-               "adv: surrogate (attacked)", ax, "o-", eps)
-        series(reid, pgd, "psnr_obfuscated", acc("mcpherson2016", "no-retrain"), "adv: same network, other seed", ax, "s-")
-        for arch in sorted({r["arch"] for r in reid if r["arch"] != "mcpherson2016"}):
-            series(reid, pgd, "psnr_obfuscated", acc(arch, "no-retrain"), f"adv: {arch}", ax, "^-")
-        series(reid, pgd, "psnr_obfuscated", acc("mcpherson2016", "retrain"), "adv: retrained attacker", ax, "D-")
-        series(reid, "adv-gen", "psnr_obfuscated", acc("mcpherson2016", "retrain", "accuracy_surrogate"),
-               "adv-gen (one pass): surrogate", ax, "o:")
-        series(reid, "adv-gen", "psnr_obfuscated", acc("mcpherson2016", "no-retrain"),
-               "adv-gen: same network, other seed", ax, "s:")
-        series(reid, "dp-pix", "psnr_obfuscated", acc("mcpherson2016", "retrain"), "DP-Pix b=1: retrained attacker",
-               ax, "D--", dp)
-        series(reid, "dp-pix", "psnr_obfuscated", acc("mcpherson2016", "no-retrain"), "DP-Pix b=1: clean-trained",
-               ax, "s--")
-        clean = [r["accuracy"] for r in reid if r["_m"] == "none" and r["variant"] == "retrain"]
-        if clean:
-            ax.axhline(100 * np.mean(clean), color="black", ls=":", lw=1, label=f"clean {100 * np.mean(clean):.0f}%")
-        ax.axhline(100 * reid[0]["chance"], color="grey", ls="--", lw=1, label="chance")
-        ax.set_xlabel("PSNR of the published image (dB)")
-        ax.set_ylabel("re-identification top-1 (%)")
-        ax.set_title("Re-identification, Yale B 32 px")
-        ax.legend(fontsize=7)
+        _reid_panel(axes[0], reid)
     if attribution:
-        ax = axes[1]
-        rows = [r for r in attribution if r["scenario"] == "clean-train"]
-        for r in rows:
-            r["_m"] = short(r["spec"])
-        drows = [r for r in dct if r["scenario"] == "clean-train"]
-        for r in drows:
-            r["_m"] = short(r["spec"])
-
-        def lr(rows_, key="laundering_rate"):
-            return lambda m: [r[key] for r in rows_ if r["_m"] == m and r.get(key) is not None]
-
-        eps = lambda m: re.sub(r"adv:eps=([0-9.]+).*", r"eps \1", m)  # noqa: E731
-        dp = lambda m: re.sub(r".*epsilon=([0-9.]+).*", r"DP ε=\1", m)  # noqa: E731
-        real = [r for r in rows if "goal=real" in r["_m"] or not r["_m"].startswith("adv")]
-        series(real, "adv", "psnr", lr(rows, "laundering_rate_surrogate"), "adv→real: surrogate (attacked)", ax, "o-", eps)
-        series(real, "adv", "psnr", lr(rows), "adv→real: unseen yu2019", ax, "s-")
-        series(real, "adv", "psnr", lr(rows, "laundering_rate_adaptive"), "adv→real: aimed at that yu2019", ax, "v-")
-        if drows:
-            series([r for r in drows if r["_m"].startswith("adv")], "adv", "psnr", lr(drows), "adv→real: unseen DCT",
-                   ax, "^-")
-            series([r for r in drows if r["_m"].startswith("dp-pix:b=1")], "dp-pix", "psnr", lr(drows),
-                   "DP-Pix b=1: DCT", ax, "^--")
-        series([r for r in rows if r["_m"].startswith("dp-pix:b=1")], "dp-pix", "psnr", lr(rows),
-               "DP-Pix b=1: yu2019", ax, "s--", dp)
-        clean = [r["laundering_rate"] for r in rows if r["_m"] == "none"]
-        if clean:
-            ax.axhline(100 * np.mean(clean), color="black", ls=":", lw=1, label="no obfuscation")
-        ax.set_xlabel("PSNR of the published image (dB)")
-        ax.set_ylabel("GAN images called real (%)")
-        ax.set_title("Laundering, CelebA vs 4 GANs 32 px")
-        ax.legend(fontsize=7)
+        _laundering_panel(axes[1], attribution, dct)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

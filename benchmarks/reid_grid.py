@@ -254,7 +254,7 @@ def resolve_method(method: str, cell: dict, args, data, n_train: int, n_test: in
     from privattrib.attacks.reid import split_identity_set
     from privattrib.obfuscation.adversarial import train_perturbation_generator
 
-    eps = float(dict(item.split("=") for item in filter(None, body.split(","))).get("eps", 4))
+    eps = generator_eps(method)
     gen_path = path.with_name(path.stem + f"-gen-eps{eps:g}-e{args.generator_epochs}.pt")
     if not gen_path.is_file():
         print(f"training the generator {gen_path}", flush=True)
@@ -263,6 +263,40 @@ def resolve_method(method: str, cell: dict, args, data, n_train: int, n_test: in
         train_perturbation_generator(path, train.images, gen_path, eps=eps, epochs=args.generator_epochs,
                                      seed=cell["seed"], device=args.device)
     return f"adv-gen:model={gen_path}"
+
+
+def generator_eps(method: str) -> float:
+    """The budget of a grid method ``adv-gen[:eps=E]`` (default 4): the only option it takes."""
+    _, _, body = method.partition(":")
+    options = dict(item.partition("=")[::2] for item in filter(None, body.split(",")))
+    if set(options) - {"eps"}:
+        raise ValueError(f"{method}: a grid's adv-gen takes eps=E only (an L-inf generator per split), "
+                         f"got {', '.join(sorted(options))}")
+    try:
+        eps = float(options.get("eps", 4))
+    except ValueError:
+        raise ValueError(f"{method}: eps must be a number >= 1, got {options['eps']!r}") from None
+    if not eps >= 1:
+        raise ValueError(f"{method}: eps must be a number >= 1, got {eps:g}")
+    return eps
+
+
+def check_grid_methods(methods: list[str]) -> None:
+    """Refuse a bad method before any cell runs (a cell's error would only show in its row):
+    every spec is parsed, ``adv`` with a placeholder surrogate, which the grid adds itself."""
+    from privattrib.obfuscation import make
+
+    for method in methods:
+        name, _, body = method.partition(":")
+        if name == "adv-gen":
+            generator_eps(method)
+        elif name == "adv":
+            given = {item.partition("=")[0].strip() for item in filter(None, body.split(","))}
+            if given & {"model", "target"}:
+                raise ValueError(f"{method}: the grid sets model= and target=reid itself (a surrogate per split)")
+            make(f"adv:{body + ',' if body else ''}target=reid,model=surrogate.pt")
+        else:
+            make(method)
 
 
 def cell_key(cell: dict, args) -> str:
@@ -311,6 +345,10 @@ def run(args) -> None:
 
     torch.set_num_threads(max(1, min(args.threads, os.cpu_count() or 1)))
     shard, shards = (int(x) for x in args.shard.split("/"))
+    try:  # before any folder or cell: a bad method would otherwise fail in every cell of it
+        check_grid_methods(args.methods or METHODS)
+    except ValueError as exc:
+        sys.exit(f"--methods: {exc}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "grids").mkdir(exist_ok=True)

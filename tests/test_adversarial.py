@@ -168,6 +168,35 @@ def test_seeded_deterministic_and_the_same_on_every_layout(surrogate):
     keyed = ob(torch.from_numpy(images[:3]), seed=1, keys=["a", "b", "c"])
     assert torch.equal(keyed, ob(torch.from_numpy(images[:3]), seed=1, keys=["a", "b", "c"]))
     assert not torch.equal(keyed, a[:3])  # the start is keyed per image
+    # an image gets the same perturbation whatever else is in its batch
+    names = [f"img{i}" for i in range(len(images))]
+    whole = ob(torch.from_numpy(images), seed=1, keys=names)
+    assert torch.equal(whole[5:9], ob(torch.from_numpy(images[5:9]), seed=1, keys=names[5:9]))
+
+
+def test_random_start_is_inside_the_ball():
+    streams = np.arange(64, dtype=np.uint64) * 7 + 3
+    linf = A.random_start(streams, (64, 3, 8, 8), 4.0, "linf", "cpu")
+    assert float(linf.abs().max()) <= 4.0 and float(linf.abs().max()) > 3.9
+    assert abs(float(linf.mean())) < 0.1  # centred
+    l2 = A.random_start(streams, (64, 3, 8, 8), 10.0, "l2", "cpu")
+    norms = l2.flatten(1).norm(dim=1)
+    # uniform in a 192-dimensional ball: the radius is eps * U^(1/192), nearly always close to eps
+    assert float(norms.max()) <= 10.0 + 1e-4 and float(norms.min()) > 9.0
+    assert torch.equal(l2, A.random_start(streams, (64, 3, 8, 8), 10.0, "l2", "cpu"))
+
+
+def test_pgd_runs_under_the_callers_no_grad_and_inference_mode(surrogate):
+    # an evaluation loop or a web request may call the method with autograd switched off
+    path, _, images, _ = surrogate
+    ob = make(f"adv:eps=4,steps=3,target=attribution,model={path}")
+    expected = ob(torch.from_numpy(images[:6]), seed=0)
+    with torch.no_grad():
+        assert torch.equal(ob(torch.from_numpy(images[:6]), seed=0), expected)
+    with torch.inference_mode():
+        assert torch.equal(ob(torch.from_numpy(images[:6]), seed=0), expected)
+    with pytest.raises(ValueError, match="amp must be"):
+        A.pgd(surrogate[1], torch.from_numpy(images[:1]), eps=4, amp="bf16")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -261,28 +290,56 @@ def test_adversarial_training_transform_perturbs_a_seeded_share_within_budget(su
     assert int((out.int() - batch.int()).abs().max()) <= 4
     assert torch.equal(out, transform(batch, y, index, 1, model))  # seeded
     assert not torch.equal(out, transform(batch, y, index, 2, model))  # fresh per epoch
-    assert model.training is False  # the caller's mode is kept (the loop sets train mode itself)
+
+
+def test_adversarial_training_attacks_the_model_being_trained_and_leaves_it_alone(surrogate):
+    # Immunization must perturb against the weights under training (not a fixed surrogate), from
+    # the true labels, without writing gradients into them or changing their mode.
+    _, _, images, labels = surrogate
+    learner = _trained(seed=5).train()
+    for p in learner.parameters():
+        p.requires_grad_(True)
+        p.grad = None  # the last training step left its gradients
+    before = {k: v.clone() for k, v in learner.state_dict().items()}
+    transform = A.AdversarialTraining({"eps": 12, "steps": 10, "fraction": 1.0}, seed=0)
+    batch, y = torch.from_numpy(images), torch.from_numpy(labels)
+    out = transform(batch, y, torch.arange(len(images)), 1, learner)
+    assert learner.training  # the caller's mode is kept (dropout, batch norm)
+    assert all(p.grad is None for p in learner.parameters())
+    assert all(torch.equal(v, learner.state_dict()[k]) for k, v in before.items())
+    assert int((out.int() - batch.int()).abs().max()) <= 12
+    assert _accuracy(learner.eval(), out.numpy(), labels) <= 0.2
 
 
 # ----------------------------------------------------------------------------- the grids' surrogates
 def test_reid_surrogate_and_the_white_box_figure_in_reid_rows(tmp_path):
-    from privattrib.attacks.reid import run_reid_cell, train_reid_surrogate
+    from privattrib.attacks.reid import identity_accuracy, run_reid_cell, split_identity_set, train_reid_surrogate
     from privattrib.data import synthetic_faces
 
     faces = synthetic_faces(n_identities=6, per_identity=10, size=16, seed=0)
-    cfg = {"arch": "mcpherson2016", "epochs": 3, "batch_size": 16}
+    cfg = {"arch": "mcpherson2016", "epochs": 15, "batch_size": 16}
     with pytest.raises(ValueError, match="surrogate_seed must differ"):
         train_reid_surrogate(faces, tmp_path / "s.pt", seed=0, surrogate_seed=0, arch_cfg=cfg)
     path = train_reid_surrogate(faces, tmp_path / "s.pt", seed=0, surrogate_seed=1000, arch_cfg=cfg, device="cpu")
     s = A.load_surrogate(path)
     assert s.task == "reid" and s.num_classes == 6 and s.arch == "mcpherson2016"
-    row = run_reid_cell(faces, f"adv:eps=8,steps=3,model={path}", 0, cfg, tmp_path / "work", variant="no-retrain",
-                        device="cpu")
-    assert 0.0 <= row["accuracy_surrogate"] <= 1.0 and row["surrogate"]["sha256"] == s.sha256
+    # the synthetic people differ by tens of grey levels: it takes eps 32 to fool a network on them
+    row = run_reid_cell(faces, f"adv:eps=32,steps=10,model={path}", 0, cfg, tmp_path / "work",
+                        variant="no-retrain", device="cpu")
+    _, test = split_identity_set(faces, 8, 2, seed=0)
+    clean = identity_accuracy(s.model, test.images, test.labels, device="cpu")
+    assert clean >= 0.9 and row["accuracy_surrogate"] <= 0.2, (clean, row["accuracy_surrogate"])
+    assert row["surrogate"]["sha256"] == s.sha256
+    assert "train_key_list" not in row["surrogate"]["split"] and row["surrogate"]["split"]["seed"] == 0
     assert row["method_describe"]["guarantee"].startswith("NONE")
-    assert 30 < row["psnr_obfuscated"] < 60
+    # PSNR of the perturbed test faces against their originals: changed, and within the budget's bound
+    assert 0 < row["mse_obfuscated"] <= 32 ** 2 and row["psnr_obfuscated"] >= 10 * math.log10(255 ** 2 / 32 ** 2)
     plain = run_reid_cell(faces, "pixelate:b=4", 0, cfg, tmp_path / "work", variant="no-retrain", device="cpu")
     assert "accuracy_surrogate" not in plain
+    # the surrogate of split 0 has seen most test faces of split 1: refused, not measured
+    with pytest.raises(ValueError, match=r"trained on \d+ of the 12 test faces of this split .*seed 0"):
+        run_reid_cell(faces, f"adv:eps=32,steps=10,model={path}", 1, cfg, tmp_path / "work", variant="no-retrain",
+                      device="cpu")
 
 
 def test_an_attribution_surrogate_must_not_share_a_grid_seed(tmp_path):
@@ -332,6 +389,33 @@ def test_the_generator_learns_to_fool_its_surrogate_within_the_exact_bound(surro
         make(f"adv-gen:model={tmp_path / 'none.pt'}")(images[:1].transpose(0, 2, 3, 1).copy(), seed=0)
     with pytest.raises(ValueError, match="goal must be"):
         A.train_perturbation_generator(path, train_images, tmp_path / "g2.pt", goal="fake")
+
+
+def test_generator_options_and_images_are_checked(surrogate, tmp_path):
+    path = surrogate[0]
+    images, _ = pattern_set(4, 3)
+    for options, fragment in [({"epochs": 0}, "epochs must be an integer >= 1"),
+                              ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+                              ({"lr": -1.0}, "lr must be a finite number > 0"),
+                              ({"eps": 0.5}, "eps must be a number >= 1"),
+                              ({"depth": 0}, "depth must be an integer >= 1")]:
+        with pytest.raises(ValueError, match=fragment):
+            A.train_perturbation_generator(path, images, tmp_path / "g.pt", **options)
+    with pytest.raises(ValueError, match=r"takes N x 3 x 16 x 16 .* got 12 x 3 x 8 x 8"):
+        A.train_perturbation_generator(path, images[:, :, :8, :8], tmp_path / "g.pt", epochs=1)
+    assert not (tmp_path / "g.pt").exists()
+
+
+def test_a_non_square_surrogate_takes_its_own_shape(tmp_path):
+    # mcpherson2016 takes H x W (AT&T's 112 x 92 faces, Fan's setting): the surrogate knows its height
+    model = make_classifier("mcpherson2016", 3, 12, 1, seed=0, height=16)
+    path = save_classifier(model, tmp_path / "tall.pt", extra={"class_names": ["a", "b", "c"], "task": "reid"})
+    assert A.load_surrogate(path).input_shape == (1, 16, 12)
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (4, 1, 16, 12), dtype=np.uint8))
+    out = make(f"adv:eps=3,steps=2,model={path}")(x, seed=0)
+    assert out.shape == x.shape and int((out.int() - x.int()).abs().max()) == 3
+    with pytest.raises(ValueError, match=r"takes 16 x 12 images with 1 channel\(s\); got 12 x 16"):
+        make(f"adv:eps=3,steps=2,model={path}")(x.transpose(2, 3).contiguous(), seed=0)
 
 
 def test_report_tables_name_a_surrogate_by_its_file():

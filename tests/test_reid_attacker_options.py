@@ -106,6 +106,9 @@ def test_the_row_records_the_attacker_and_the_epoch_curve(faces):
     assert row["image_shape"] == [1, 16, 12] and row["cell_grid"] == [4, 3]
     assert (row["train_releases"], row["test_releases"], row["noise_per_epoch"]) == (2, 3, False)
     assert row["epsilon_test_total"] == pytest.approx(3.0)
+    # the attacker's mean of 3 releases is closer to the face than the one release a reader sees
+    assert row["mse_one_release"] > 1.2 * row["mse_obfuscated"] > 0  # (the pixelization error stays)
+    assert row["psnr_one_release"] < row["psnr_obfuscated"]
     assert len(row["accuracy_by_epoch"]) == 3
     assert row["accuracy_by_epoch"][-1] == pytest.approx(row["accuracy"])  # the curve scores the same model
     assert row["best_epoch_accuracy"] == max(row["accuracy_by_epoch"])

@@ -105,3 +105,19 @@ def test_a_finished_row_beats_a_failed_one_for_the_same_cell(tmp_path, capsys):
     reid_grid.main(["table", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert "| `pixelate:b=8` | 0 |" in out and "FAILED" not in out and "\n1 rows," in out
+
+
+def test_grid_methods_are_checked_before_any_cell(tmp_path):
+    import pytest
+
+    assert reid_grid.generator_eps("adv-gen:eps=8") == 8.0 and reid_grid.generator_eps("adv-gen") == 4.0
+    for bad, fragment in [("adv-gen:eps=4,norm=l2", "eps=E only"), ("adv-gen:eps=0.5", "eps must be a number >= 1"),
+                          ("adv-gen:eps=x", "eps must be a number"), ("adv:eps=4,model=a.pt", "sets model="),
+                          ("adv:eps=0", "eps"), ("pixelate:b=0", "b")]:
+        with pytest.raises(ValueError, match=fragment):
+            reid_grid.check_grid_methods(["none", bad])
+    reid_grid.check_grid_methods(["none", "adv:eps=4,norm=l2", "adv-gen:eps=8", "dp-pix:b=1,m=1,epsilon=50"])
+    with pytest.raises(SystemExit, match="--methods: adv-gen:eps=4,norm=l2"):
+        reid_grid.main(["run", "--sets", str(tmp_path / "sets"), "--out", str(tmp_path / "out"),
+                        "--methods", "none", "adv-gen:eps=4,norm=l2"])
+    assert not (tmp_path / "out").exists()

@@ -71,6 +71,7 @@ __all__ = [
     "run_reid_cell",
     "train_reid_surrogate",
     "surrogate_figures",
+    "check_surrogate_split",
 ]
 
 VARIANTS = ("retrain", "no-retrain")
@@ -563,7 +564,9 @@ def train_reid_surrogate(
     model = train_identity_classifier(train.images, train.labels, train.num_classes, arch_cfg=arch_cfg,
                                       seed=int(surrogate_seed), device=device, progress=progress)
     split = {"seed": int(seed), "train_per_identity": train_per_identity, "test_per_identity": test_per_identity,
-             "max_identities": max_identities, "train_keys": stable_hash(list(map(str, train.keys)), 20)}
+             "max_identities": max_identities, "train_keys": stable_hash(list(map(str, train.keys)), 20),
+             # the keys themselves: a cell can then refuse a surrogate that saw its test faces
+             "train_key_list": [str(k) for k in train.keys]}
     return save_classifier(model, path, extra={"task": "reid", "class_names": list(train.class_names),
                                                "weights_seed": int(surrogate_seed), "split": split,
                                                "arch_cfg": _resolve_arch_cfg(arch_cfg)})
@@ -644,22 +647,18 @@ def run_reid_cell(
         accuracy, top5_accuracy, chance, n_identities, n_train, n_test, train_per_identity,
         test_per_identity, the attacker's options (noise_per_epoch, train_releases, test_releases,
         epsilon_test_total, max_light_angle), cell_grid (cells per column and row of a
-        cell-based method), image_shape, mse/psnr/ssim of the obfuscated test images, wall_s; for
-        an ``adv`` method also ``accuracy_surrogate`` (the attacked model's own accuracy on the
+        cell-based method), image_shape, mse/psnr/ssim of the obfuscated test images as the
+        attacker holds them (``*_obfuscated``: with ``test_releases`` > 1 the mean of the releases)
+        and, with ``test_releases`` > 1, of one release as published (``*_one_release``), wall_s;
+        for an ``adv`` method also ``accuracy_surrogate`` (the attacked model's own accuracy on the
         perturbed test images) and ``surrogate`` (what it is).
+
+    Raises:
+        ValueError: for options that do not fit together, and for an ``adv`` surrogate trained on
+            test faces of this split (see :func:`check_surrogate_split`).
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    if pretrain not in PRETRAIN_CHOICES:
-        raise ValueError(f"pretrain must be one of {PRETRAIN_CHOICES}, got {pretrain!r}")
-    train_releases = _check_releases("train_releases", train_releases)
-    test_releases = _check_releases("test_releases", test_releases)
-    if variant == "no-retrain" and (noise_per_epoch or train_releases > 1 or epoch_curve):
-        raise ValueError("noise_per_epoch, train_releases and epoch_curve apply to the retrain variant only "
-                         "(no-retrain trains on clean images)")
-    if noise_per_epoch and pretrain is not None:
-        raise ValueError("noise_per_epoch with pretrain='others' is not supported: the pretraining images "
-                         "would need their own per-epoch noise")
+    train_releases, test_releases = _check_cell_options(variant, pretrain, noise_per_epoch, train_releases,
+                                                        test_releases, epoch_curve)
     start = time.perf_counter()
     dev = resolve_device(device)
     ob = _make(obfuscation)
@@ -670,28 +669,17 @@ def run_reid_cell(
         identity_set = select_even_light(identity_set, max_light_angle)
     train, test = split_identity_set(identity_set, train_per_identity, test_per_identity, seed=seed,
                                      max_identities=max_identities)
+    check_surrogate_split(ob, test)
     others = other_people(identity_set, train, test) if pretrain == "others" else None
     obf_test = obfuscate_releases(ob, test.images, test.keys, seed, test_releases, device=dev)
     curve = None
     if variant == "retrain":
-        if noise_per_epoch:  # the loop obfuscates the clean images batch by batch, epoch by epoch
-            obf_train = as_uint8_tensor(train.images).to(dev)
-            transform = fresh_noise_transform(ob, train.keys, seed, train_releases) if not _is_identity(ob) else None
-        else:
-            obf_train = obfuscate_releases(ob, train.images, train.keys, seed, train_releases, device=dev)
-            transform = None
-        pretrain_on = None
-        if others is not None:  # the attacker obfuscates his other people's images the same way
-            pretrain_on = (obfuscate_releases(ob, others.images, others.keys, seed, train_releases, device=dev),
-                           others.labels, others.num_classes)
-        result = train_identity_classifier(obf_train, train.labels, train.num_classes, arch_cfg=cfg, seed=seed,
-                                           device=dev, progress=progress, pretrain_on=pretrain_on,
-                                           batch_transform=transform,
-                                           val=(obf_test, test.labels) if epoch_curve else None, return_result=True)
-        model = result.model
+        result = _train_retrain_attacker(ob, train, others, obf_test, test, cfg, seed, dev, progress,
+                                         noise_per_epoch=noise_per_epoch, train_releases=train_releases,
+                                         epoch_curve=epoch_curve)
+        model, cached = result.model, False
         if epoch_curve:
             curve = [float(h["val_accuracy"]) for h in result.history]
-        cached = False
     else:
         model, cached = clean_identity_classifier(train, arch_cfg=cfg, seed=seed, work_dir=work_dir, device=dev,
                                                   progress=progress, others=others)
@@ -736,6 +724,75 @@ def run_reid_cell(
         row["best_epoch_accuracy"] = max(curve)
         row["best_epoch"] = int(np.argmax(curve)) + 1
     row.update({f"{k}_obfuscated": v for k, v in utility(test.images, obf_test).items()})
+    if test_releases > 1 and not _is_identity(ob):
+        # what the publisher's readers see is one release, not the attacker's average of several
+        one = obfuscate_releases(ob, test.images, test.keys, seed, 1, device=dev)
+        row.update({f"{k}_one_release": v for k, v in utility(test.images, one).items()})
     row.update(surrogate_figures(ob, obf_test, test.labels, dev))
     row["wall_s"] = time.perf_counter() - start
     return row
+
+
+def _check_cell_options(variant, pretrain, noise_per_epoch, train_releases, test_releases,
+                        epoch_curve) -> tuple[int, int]:
+    """Refuse attacker options that do not fit together; returns the checked release counts."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if pretrain not in PRETRAIN_CHOICES:
+        raise ValueError(f"pretrain must be one of {PRETRAIN_CHOICES}, got {pretrain!r}")
+    train_releases = _check_releases("train_releases", train_releases)
+    test_releases = _check_releases("test_releases", test_releases)
+    if variant == "no-retrain" and (noise_per_epoch or train_releases > 1 or epoch_curve):
+        raise ValueError("noise_per_epoch, train_releases and epoch_curve apply to the retrain variant only "
+                         "(no-retrain trains on clean images)")
+    if noise_per_epoch and pretrain is not None:
+        raise ValueError("noise_per_epoch with pretrain='others' is not supported: the pretraining images "
+                         "would need their own per-epoch noise")
+    return train_releases, test_releases
+
+
+def _train_retrain_attacker(ob, train: LabeledImages, others: LabeledImages | None, obf_test, test: LabeledImages,
+                            cfg: dict, seed: int, dev, progress: bool, *, noise_per_epoch: bool, train_releases: int,
+                            epoch_curve: bool):
+    """The ``retrain`` attacker: an identity classifier trained on training faces he obfuscates
+    himself (once, or afresh every epoch), after pretraining on other people when ``others``;
+    returns the loop's TrainResult (test accuracy per epoch in its history with ``epoch_curve``)."""
+    if noise_per_epoch:  # the loop obfuscates the clean images batch by batch, epoch by epoch
+        obf_train = as_uint8_tensor(train.images).to(dev)
+        transform = fresh_noise_transform(ob, train.keys, seed, train_releases) if not _is_identity(ob) else None
+    else:
+        obf_train = obfuscate_releases(ob, train.images, train.keys, seed, train_releases, device=dev)
+        transform = None
+    pretrain_on = None
+    if others is not None:  # the attacker obfuscates his other people's images the same way
+        pretrain_on = (obfuscate_releases(ob, others.images, others.keys, seed, train_releases, device=dev),
+                       others.labels, others.num_classes)
+    return train_identity_classifier(obf_train, train.labels, train.num_classes, arch_cfg=cfg, seed=seed,
+                                     device=dev, progress=progress, pretrain_on=pretrain_on,
+                                     batch_transform=transform,
+                                     val=(obf_test, test.labels) if epoch_curve else None, return_result=True)
+
+
+def check_surrogate_split(obfuscation, test: LabeledImages) -> None:
+    """Refuse a method that attacks a re-identification surrogate (``adv``, ``adv-gen``) whose
+    recorded training faces include test faces of this split: the white-box figure and the
+    perturbation itself would rest on faces the protector is not supposed to know (e.g. a
+    surrogate made for the split of another seed). A surrogate without recorded training keys
+    (not made by :func:`train_reid_surrogate`) cannot be checked and is taken as it is.
+
+    Raises:
+        ValueError: naming the surrogate, how many test faces it saw and how to make the right one.
+    """
+    if not callable(getattr(obfuscation, "surrogate", None)):
+        return
+    s = obfuscation.surrogate("cpu")
+    known = (s.split or {}).get("train_key_list")
+    if not known:
+        return
+    seen = set(map(str, known))
+    leaked = sum(str(k) in seen for k in test.keys)
+    if leaked:
+        raise ValueError(
+            f"the surrogate {s.path} was trained on {leaked} of the {len(test)} test faces of this split (it was "
+            f"made for the split of seed {s.split.get('seed')}); make one for this split with "
+            "`privattrib adv reid-surrogate --seed` equal to this attack's --seed and the same per-identity counts")

@@ -38,11 +38,12 @@ the attribution grid): there the model under training is attacked at every batch
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +201,6 @@ def pgd_delta(model, images, *, eps, norm="linf", steps=10, step=None, labels=No
     """The float perturbation of :func:`pgd` before rounding (same arguments): ``(N, C, H, W)``
     float32 in grey levels, inside the ball, with ``images + delta`` in [0, 255]."""
     import torch
-    import torch.nn.functional as F
 
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
@@ -211,54 +211,61 @@ def pgd_delta(model, images, *, eps, norm="linf", steps=10, step=None, labels=No
     step = default_step(eps, steps) if step is None else float(step)
     if not step > 0:
         raise ValueError(f"step must be > 0, got {step}")
+    if amp not in ("auto", "off"):
+        raise ValueError(f"amp must be 'auto' or 'off', got {amp!r}")
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(f"pgd needs uint8 N x C x H x W images, got {images.dtype} {tuple(images.shape)}")
-    x = images.to(torch.float32)
     if len(images) == 0:
-        return torch.zeros_like(x)
-    device = images.device
-    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda" and amp == "auto" \
-        else _null()
+        return torch.zeros_like(images, dtype=torch.float32)
     was_training = model.training
     model.eval()
     try:
-        if target_class is not None:
-            goal = torch.full((len(images),), int(target_class), dtype=torch.long, device=device)
-        elif labels is not None:
-            goal = torch.as_tensor(labels, device=device).long()
-        else:
-            with torch.no_grad(), autocast:
-                goal = model(x / 127.5 - 1.0).float().argmax(1)
-        sign = -1.0 if target_class is not None else 1.0  # descend toward a target, ascend away
-        if streams is not None:
-            delta = _project(random_start(streams, tuple(images.shape), eps, norm, device), x, eps, norm)
-        else:
-            delta = torch.zeros_like(x)
-        for _ in range(int(steps)):
-            delta.requires_grad_(True)
-            with autocast:
-                logits = model((x + delta) / 127.5 - 1.0)
-            loss = F.cross_entropy(logits.float(), goal, reduction="sum")
-            (grad,) = torch.autograd.grad(loss, [delta])
-            with torch.no_grad():
-                grad = grad * sign
-                if norm == "linf":
-                    delta = delta + step * grad.sign()
-                else:
-                    gnorm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-                    delta = delta + step * grad / gnorm
-                delta = _project(delta, x, eps, norm)
-        return delta.detach()
+        # the gradient is needed even when the caller works under no_grad or inference mode (an
+        # evaluation loop, a web request): without this PGD would fail at its first step
+        with torch.inference_mode(False), torch.enable_grad():
+            x = (images.clone() if images.is_inference() else images).to(torch.float32)
+            return _pgd_walk(model, x, eps=eps, norm=norm, steps=int(steps), step=step, labels=labels,
+                             target_class=target_class, streams=streams, amp=amp)
     finally:
         model.train(was_training)
 
 
-class _null:
-    def __enter__(self):
-        return self
+def _pgd_walk(model, x, *, eps, norm, steps, step, labels, target_class, streams, amp):
+    """PGD's steps from the random start on float images ``x`` (grey levels): the checked
+    arguments of :func:`pgd_delta`; returns the detached perturbation."""
+    import torch
+    import torch.nn.functional as F
 
-    def __exit__(self, *exc):
-        return False
+    device = x.device
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda" and amp == "auto" \
+        else contextlib.nullcontext()
+    if target_class is not None:
+        goal = torch.full((len(x),), int(target_class), dtype=torch.long, device=device)
+    elif labels is not None:
+        goal = torch.as_tensor(labels, device=device).long()
+    else:
+        with torch.no_grad(), autocast:
+            goal = model(x / 127.5 - 1.0).float().argmax(1)
+    sign = -1.0 if target_class is not None else 1.0  # descend toward a target, ascend away
+    if streams is not None:
+        delta = _project(random_start(streams, tuple(x.shape), eps, norm, device), x, eps, norm)
+    else:
+        delta = torch.zeros_like(x)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        with autocast:
+            logits = model((x + delta) / 127.5 - 1.0)
+        loss = F.cross_entropy(logits.float(), goal, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, [delta])
+        with torch.no_grad():
+            grad = grad * sign
+            if norm == "linf":
+                delta = delta + step * grad.sign()
+            else:
+                gnorm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+                delta = delta + step * grad / gnorm
+            delta = _project(delta, x, eps, norm)
+    return delta.detach()
 
 
 # --------------------------------------------------------------------------- the surrogate
@@ -271,13 +278,25 @@ class Surrogate:
     sha256: str
     arch: str
     num_classes: int
-    image_size: int
+    image_size: int  # the input's width (and its height unless ``height`` differs)
     in_channels: int
     class_names: tuple[str, ...] | None
     task: str | None
+    height: int = 0  # the input's height: ``image_size`` for square networks
+    #: what the surrogate was trained on, where recorded (``train_reid_surrogate``: the split's
+    #: seed, counts and training keys); None otherwise
+    split: dict | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the images the surrogate takes."""
+        return (self.in_channels, self.height or self.image_size, self.image_size)
 
     def info(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "model"}
+        # fields by hand: asdict() would deep-copy the model at every call
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("model", "split")}
+        if self.split is not None:  # the key list is for checks, not for every result row
+            out["split"] = {k: v for k, v in self.split.items() if k != "train_key_list"}
         out["class_names"] = list(self.class_names) if self.class_names is not None else None
         if self.class_names is not None and len(self.class_names) > 12:  # identities: a count is enough
             out["class_names"] = list(self.class_names[:5]) + [f"... {len(self.class_names)} in all"]
@@ -316,7 +335,9 @@ def load_surrogate(path: str | os.PathLike, device="cpu") -> Surrogate:
     surrogate = Surrogate(model=model, path=str(resolved), sha256=hashlib.sha256(resolved.read_bytes()).hexdigest(),
                           arch=str(config.get("arch")), num_classes=int(config.get("num_classes", 0)),
                           image_size=int(config.get("image_size", 0)), in_channels=int(config.get("in_channels", 0)),
-                          class_names=tuple(map(str, names)) if names else None, task=extra.get("task"))
+                          class_names=tuple(map(str, names)) if names else None, task=extra.get("task"),
+                          height=int(config.get("height") or config.get("image_size", 0)),
+                          split=extra.get("split") if isinstance(extra.get("split"), dict) else None)
     _SURROGATES[key] = surrogate
     while len(_SURROGATES) > 8:
         _SURROGATES.popitem(last=False)
@@ -428,9 +449,9 @@ class AdversarialPerturbation(Obfuscation):
 
         s = self.surrogate(x.device)
         n, c, h, w = x.shape
-        if (c, h, w) != (s.in_channels, s.image_size, s.image_size):
-            raise ValueError(f"adv: the surrogate {self.params['model']} takes {s.image_size} x {s.image_size} images "
-                             f"with {s.in_channels} channel(s); got {h} x {w} with {c}")
+        if (c, h, w) != s.input_shape:
+            raise ValueError(f"adv: the surrogate {self.params['model']} takes {s.input_shape[1]} x {s.input_shape[2]} "
+                             f"images with {s.in_channels} channel(s); got {h} x {w} with {c}")
         target = s.class_names.index(REAL_CLASS) if self.params["goal"] == "real" else None
         chunk = _CHUNK.get(x.device.type, 256)
         out = torch.empty_like(x)
@@ -601,6 +622,30 @@ class PerturbationGenerator:
         return gen
 
 
+def _check_generator_options(**options) -> None:
+    """Refuse generator options that would fail deep inside training (or train nothing), naming
+    the option and what is allowed."""
+    def integer(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+
+    def number(v):
+        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+    rules = {
+        "goal": (lambda v: v in GOALS, " | ".join(GOALS)),
+        "eps": (lambda v: number(v) and v >= 1, "a number >= 1 (grey levels)"),
+        "epochs": (integer, "an integer >= 1"),
+        "batch_size": (integer, "an integer >= 1"),
+        "lr": (lambda v: number(v) and v > 0, "a finite number > 0"),
+        "base": (integer, "an integer >= 1"),
+        "depth": (integer, "an integer >= 1"),
+    }
+    for name, value in options.items():
+        ok, allowed = rules[name]
+        if not ok(value):
+            raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
 def train_perturbation_generator(
     surrogate_path: str | os.PathLike,
     images,
@@ -637,15 +682,16 @@ def train_perturbation_generator(
     from privattrib.common import atomic_torch_save, resolve_device
     from privattrib.training import as_uint8_tensor
 
-    if goal not in GOALS:
-        raise ValueError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
-    if not eps >= 1:
-        raise ValueError(f"eps must be >= 1 grey level, got {eps}")
+    _check_generator_options(goal=goal, eps=eps, epochs=epochs, batch_size=batch_size, lr=lr, base=base, depth=depth)
     dev = resolve_device(device)
     surrogate = load_surrogate(surrogate_path, dev)
     if goal == "real" and REAL_CLASS not in (surrogate.class_names or ()):
         raise ValueError(f"goal=real needs a surrogate with a class named 'real'; {surrogate_path} has none")
-    images = as_uint8_tensor(images).to(dev)
+    images = as_uint8_tensor(images)
+    if images.ndim != 4 or len(images) == 0 or tuple(images.shape[1:]) != surrogate.input_shape:
+        raise ValueError(f"images: the surrogate {surrogate_path} takes N x {' x '.join(map(str, surrogate.input_shape))} "
+                         f"uint8 images (N >= 1), got {' x '.join(map(str, images.shape))}")
+    images = images.to(dev)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         gen = PerturbationGenerator(images.shape[1], eps, base, depth)
