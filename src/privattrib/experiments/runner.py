@@ -340,6 +340,7 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
     failures: dict[str, str] = {}
     ran = 0
     if todo:
+        runner.connect()  # a wrong --address is named now, not after the data is assembled
         if any(c.task == "attribution" for c in todo):
             data = assemble_data(spec, outdir, device=device, console=console, progress=progress)
             splits = {"train": data.train, "val": data.val, "test": data.test}
