@@ -31,6 +31,7 @@ import os
 import shutil
 import time
 import uuid
+import zipfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -363,13 +364,20 @@ class CachedSet:
     folder: Path
 
 
-def open_cache(folder: Path, root: str | None = None) -> CachedSet | None:
-    """Open a complete cache entry, or None when it is absent or incomplete.
+#: What reading a damaged entry raises: a truncated or overwritten ``.npy`` (ValueError), a
+#: truncated ``rows.npz`` (BadZipFile, not an OSError), a manifest missing a field or of another
+#: shape (KeyError, TypeError, AttributeError), a missing file (OSError).
+_DAMAGE = (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError, zipfile.BadZipFile)
+
+
+def open_cache(folder: Path, root: str | None = None, *, warn: bool = True) -> CachedSet | None:
+    """Open a complete cache entry, or None when it is absent, incomplete or damaged.
 
     Args:
         folder: the entry.
         root: where the source is now; the paths of a format 2 manifest (relative to the source
             root) are resolved against it (default: the root the entry was built from).
+        warn: log a warning naming a damaged entry (the caller rebuilds it).
     """
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
@@ -379,18 +387,21 @@ def open_cache(folder: Path, root: str | None = None) -> CachedSet | None:
         images = np.load(folder / "images.npy", mmap_mode="r")
         with np.load(folder / "rows.npz") as z:
             rows = {k: z[k] for k in z.files}
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        log.warning("ignoring a damaged cache entry %s (%s); it will be rebuilt", folder, exc)
+        if list(images.shape) != manifest["shape"] or images.dtype != np.uint8:
+            raise ValueError(f"images.npy is {images.dtype} {list(images.shape)}, the manifest says uint8 "
+                             f"{manifest['shape']}")
+        paths, skipped = manifest["paths"], manifest["skipped"]
+        if manifest.get("format", 1) >= 2:  # relative to the source root
+            base = root or manifest.get("root") or "."
+            paths = [os.path.normpath(os.path.join(base, p)) for p in paths]
+            skipped = [{**s, "path": os.path.normpath(os.path.join(base, s["path"]))} for s in skipped]
+        cached = CachedSet(images, rows, manifest["keys"], paths, manifest["class_names"], skipped, manifest, folder)
+    except _DAMAGE as exc:
+        if warn:
+            log.warning("ignoring a damaged cache entry %s (%s: %s); it will be rebuilt", folder,
+                        type(exc).__name__, exc)
         return None
-    if list(images.shape) != manifest["shape"] or images.dtype != np.uint8:
-        log.warning("ignoring cache entry %s: array shape does not match its manifest", folder)
-        return None
-    paths, skipped = manifest["paths"], manifest["skipped"]
-    if manifest.get("format", 1) >= 2:  # relative to the source root
-        base = root or manifest.get("root") or "."
-        paths = [os.path.normpath(os.path.join(base, p)) for p in paths]
-        skipped = [{**s, "path": os.path.normpath(os.path.join(base, s["path"]))} for s in skipped]
-    return CachedSet(images, rows, manifest["keys"], paths, manifest["class_names"], skipped, manifest, folder)
+    return cached
 
 
 def _cache_root(cache_dir) -> Path:
@@ -420,19 +431,21 @@ def try_open(key: CacheKey, cache_dir: str | os.PathLike | None = None, workers:
     """
     cache_root = _cache_root(cache_dir)
     alias = _alias_path(cache_root, key)
+    tried = None
     if alias.is_file():
         content = alias.read_text().strip()
         cached = open_cache(cache_root / f"{key.kind}-{content}", key.root)
         if cached is not None:
             key._content = content
             return cached
+        tried = content
     legacy = cache_root / f"{key.kind}-{key.stat_hash}"
     if legacy.is_dir():
         adopted = _adopt_format1(legacy, key, cache_root, workers)
         if adopted is not None:
             return adopted
     content = key.content_hash(workers)
-    cached = open_cache(cache_root / f"{key.kind}-{content}", key.root)
+    cached = open_cache(cache_root / f"{key.kind}-{content}", key.root, warn=content != tried)
     if cached is not None:
         _write_alias(cache_root, key, content)
     return cached
@@ -588,7 +601,7 @@ def build_or_open(
             os.rename(tmp, folder)
         except OSError:
             # Another process finished the same entry first (or a stale one is in the way).
-            existing = open_cache(folder, key.root)
+            existing = open_cache(folder, key.root, warn=False)  # a damaged one was named already
             if existing is not None and not rebuild:
                 shutil.rmtree(tmp, ignore_errors=True)
                 return existing
