@@ -203,11 +203,9 @@ def test_cells_that_ask_for_a_gpu_run_only_on_the_gpu_node(cluster, tmp_path):
 
 def test_an_unreachable_address_is_a_message_not_a_hang(tmp_path):
     """Real Ray would retry the GCS for minutes; the run names the address within seconds."""
-    import socket
+    from test_experiments_executors import _closed_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _closed_port()
     started = time.monotonic()
     done = subprocess.run(_command(_write_spec(tmp_path), tmp_path / "out", f"127.0.0.1:{port}"), env=_env(),
                           capture_output=True, text=True, timeout=120)
