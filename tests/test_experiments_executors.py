@@ -104,6 +104,10 @@ def test_ray_executor_runs_the_same_cell_function(monkeypatch):
     assert out["a"] == {"cell": "a", "scale": 3} and out["c"]["cell"] == "c"
     assert isinstance(out["bad"], ValueError)
     assert fake.address == "auto" and fake.puts == 1  # the data goes to the object store once
+    shared = {"scale": 3}
+    for wave in (["a"], ["c"]):  # the runner's waves share one copy
+        dict(ex.map_unordered(_cell_fn, wave, shared))
+    assert fake.puts == 2
     assert fake.remote_options == {"num_cpus": 1, "num_gpus": 1, "max_retries": 3, "retry_exceptions": False}
     assert ex.placements["a"] == {"node_id": "node-1", "node_ip": "10.0.0.7", "gpu_ids": ["0"], "num_cpus": 1,
                                   "num_gpus": 1}

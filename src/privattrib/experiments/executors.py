@@ -70,6 +70,7 @@ class RayExecutor:
         self.max_retries = max_retries
         #: cell -> {"node_id", "node_ip", "gpu_ids", "num_cpus", "num_gpus"} of the task that returned
         self.placements: dict = {}
+        self._shared: tuple[Any, Any] | None = None  # (shared, its object ref): put once for every wave
 
     def connect(self) -> None:
         """Join the cluster (or start a local Ray), before any data is assembled.
@@ -99,7 +100,9 @@ class RayExecutor:
         ray = self.ray
         self.connect()
         request = self.resources()
-        shared_ref = ray.put(shared)
+        if self._shared is None or self._shared[0] is not shared:
+            self._shared = (shared, ray.put(shared))
+        shared_ref = self._shared[1]
         remote_fn = ray.remote(max_retries=self.max_retries, retry_exceptions=False, **request)(_placed)
         pending = {remote_fn.remote(fn, cell, shared_ref): cell for cell in cells}
         try:
