@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -82,18 +83,41 @@ def test_cache_dir_from_environment(monkeypatch, tmp_path):
     assert default_cache_dir() == Path.home() / ".cache" / "privattrib"
 
 
-def test_damaged_entry_is_rebuilt(tmp_path, cache, caplog):
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _drop_shape(path: Path) -> None:
+    manifest = json.loads(path.read_text())
+    del manifest["shape"]
+    path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("name, damage", [
+    ("images.npy", lambda p: p.write_bytes(b"garbage")),
+    ("images.npy", _truncate),
+    ("rows.npz", _truncate),  # zipfile's BadZipFile is no OSError
+    ("rows.npz", os.unlink),
+    ("manifest.json", lambda p: p.write_text("{")),
+    ("manifest.json", _drop_shape),
+], ids=["npy-garbage", "npy-truncated", "npz-truncated", "npz-missing", "manifest-garbage", "manifest-field"])
+def test_damaged_entry_is_rebuilt_and_named_once(tmp_path, cache, caplog, name, damage):
     src = tmp_path / "imgs"
     src.mkdir()
-    Image.fromarray(gradient_rgb(16, 16)).save(src / "a.png")
+    for j in range(2):
+        Image.fromarray(gradient_rgb(16, 16, seed=j)).save(src / f"{j}.png")
     a = load_folder(src, 8, cache_dir=cache, workers=1, progress=False)
     folder = Path(a.meta["cache"]["folder"])
+    expected = np.array(a.images)
     del a
-    (folder / "images.npy").write_bytes(b"garbage")
+    damage(folder / name)
     with caplog.at_level(logging.WARNING, logger="privattrib.data"):
         b = load_folder(src, 8, cache_dir=cache, workers=1, progress=False)
-    assert "damaged cache entry" in caplog.text
-    assert b.images.shape == (1, 3, 8, 8)
+    warnings = [r.getMessage() for r in caplog.records if "damaged cache entry" in r.getMessage()]
+    assert len(warnings) == 1 and str(folder) in warnings[0] and "rebuilt" in warnings[0], warnings
+    assert b.meta["cache"]["folder"] == str(folder)  # rebuilt in place
+    assert np.array_equal(np.asarray(b.images), expected)
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no stale or temporary folder left
 
 
 def test_parallel_build_equals_serial_and_skips_the_same(tmp_path):

@@ -41,7 +41,7 @@ def _train(record_dir: Path | None, rank: int) -> dict:
         return batch
 
     model = make_classifier("yu2019", num_classes=2, image_size=SIZE, seed=3, **SMALL_YU)
-    # keep_best: rank 0 validates, and every rank must pick the same epoch's weights
+    # keep_best: every rank must pick the same epoch's weights from the reduced validation figures
     config = TrainConfig(epochs=EPOCHS, batch_size=BATCH, seed=5, device="cpu", keep_best=True)
     result = train_classifier(model, x, y, config, val=(xv, yv), progress=False, batch_transform=record)
     out = {"history": result.history, "seen": seen, "world": result.config["resolved_world_size"],
@@ -58,8 +58,30 @@ def _ddp_worker(rank: int, world: int, port: int, record_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         _train(Path(record_dir), rank)
+        _train_batchnorm(Path(record_dir), rank)
     finally:
         dist.destroy_process_group()
+
+
+def _train_batchnorm(record_dir: Path, rank: int) -> None:
+    """A BatchNorm model (its running statistics follow each rank's own share) validated on a set
+    of 21, which two ranks split 11 / 10."""
+    from privattrib.training import evaluate_logits
+
+    x, y = fingerprinted(48, 2, SIZE, 40.0, seed=2)
+    xv, yv = fingerprinted(21, 2, SIZE, 40.0, seed=3)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 2))
+    config = TrainConfig(epochs=2, batch_size=16, seed=1, device="cpu")
+    result = train_classifier(model, x, y, config, val=(xv, yv), progress=False)
+    # what this rank's final model scores on the whole validation set, evaluated alone
+    logits = evaluate_logits(result.model, torch.from_numpy(xv), 64, torch.device("cpu"), None, False)
+    alone = int((logits.argmax(1) == torch.from_numpy(yv)).sum()) / len(yv)
+    bn = result.model[1]
+    (record_dir / f"bn{rank}.json").write_text(json.dumps({
+        "history": result.history, "alone": alone,
+        "buffers": [bn.running_mean.tolist(), bn.running_var.tolist(), int(bn.num_batches_tracked)]}))
 
 
 def test_two_gloo_processes_train_like_one_and_see_every_image_once(tmp_path):
@@ -85,6 +107,12 @@ def test_two_gloo_processes_train_like_one_and_see_every_image_once(tmp_path):
     assert abs(ddp[-1]["val_accuracy"] - single[-1]["val_accuracy"]) <= 0.05
     assert single[-1]["val_accuracy"] >= 0.8  # and it learned (chance 0.5)
     np.testing.assert_allclose(np.concatenate(ranks[0]["params"]), np.concatenate(one["params"]), atol=2e-3)
+    # Validation is split between the ranks and reduced: the figures are those of the whole set, for
+    # rank 0's model, which every rank now holds, BatchNorm statistics included.
+    bn = [json.loads((tmp_path / f"bn{r}.json").read_text()) for r in range(2)]
+    assert bn[0]["buffers"] == bn[1]["buffers"]
+    assert [h["val_accuracy"] for h in bn[0]["history"]] == [h["val_accuracy"] for h in bn[1]["history"]]
+    assert bn[0]["history"][-1]["val_accuracy"] == bn[0]["alone"] == bn[1]["alone"]
 
 
 @pytest.mark.integration  # two fresh processes import torch: about 20 s on 2 busy cores
@@ -130,3 +158,36 @@ def test_train_verb_refuses_a_source_with_one_class(tmp_path):
     res = CliRunner().invoke(app, ["train", str(tmp_path / "imgs"), "-o", str(tmp_path / "out"), "--size", "16",
                                    "--device", "cpu", "--no-progress"], env={"PRIVATTRIB_CACHE": str(tmp_path / "c")})
     assert res.exit_code == 2 and "a classifier needs at least two" in res.output
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 is set but RANK, MASTER_ADDR, MASTER_PORT are not"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1"}, "WORLD_SIZE=2 is set but MASTER_PORT is not"),
+    ({"RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}, "RANK=1 is set but WORLD_SIZE is not"),
+    ({"WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "h", "MASTER_PORT": "1"}, r"RANK=2 is outside \[0, WORLD_SIZE=2\)"),
+    ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not an integer"),
+    ({"WORLD_SIZE": "0"}, "WORLD_SIZE=0: must be >= 1"),
+])
+def test_a_half_set_torchrun_environment_is_named(monkeypatch, env, message):
+    from privattrib.distributed import init_process_group
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=message) as caught:
+        init_process_group(device="cpu")
+    assert "torchrun --nproc-per-node" in str(caught.value)
+
+
+def test_one_process_environments_train_without_a_group(monkeypatch):
+    import torch.distributed as dist
+
+    from privattrib.distributed import init_process_group
+
+    for env in ({}, {"WORLD_SIZE": "1", "RANK": "0"}, {"MASTER_ADDR": "127.0.0.1"}, {"RANK": "0"}):
+        for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert init_process_group(device="cpu") == (0, 1) and not dist.is_initialized(), env

@@ -104,6 +104,10 @@ def test_ray_executor_runs_the_same_cell_function(monkeypatch):
     assert out["a"] == {"cell": "a", "scale": 3} and out["c"]["cell"] == "c"
     assert isinstance(out["bad"], ValueError)
     assert fake.address == "auto" and fake.puts == 1  # the data goes to the object store once
+    shared = {"scale": 3}
+    for wave in (["a"], ["c"]):  # the runner's waves share one copy
+        dict(ex.map_unordered(_cell_fn, wave, shared))
+    assert fake.puts == 2
     assert fake.remote_options == {"num_cpus": 1, "num_gpus": 1, "max_retries": 3, "retry_exceptions": False}
     assert ex.placements["a"] == {"node_id": "node-1", "node_ip": "10.0.0.7", "gpu_ids": ["0"], "num_cpus": 1,
                                   "num_gpus": 1}
@@ -113,3 +117,41 @@ def test_ray_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
     with pytest.raises(RuntimeError, match=r"pip install 'privattrib\[ray\]'"):
         make_executor("ray")
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens there once the socket is closed
+
+
+def test_an_unreachable_or_malformed_address_is_named_at_once(monkeypatch):
+    """ray.init would retry an address that does not answer for minutes, printing GCS warnings."""
+    import time
+
+    fake = _FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    port = _closed_port()
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=rf"cannot reach the Ray cluster at 127\.0\.0\.1:{port} .*ray start --head"):
+        make_executor("ray", address=f"127.0.0.1:{port}").connect()
+    assert time.monotonic() - started < 10 and not fake.initialized
+    with pytest.raises(RuntimeError, match=r"expected HOST:PORT"):
+        make_executor("ray", address="10.0.0.1").connect()
+    monkeypatch.setenv("RAY_ADDRESS", f"ray://127.0.0.1:{port}")  # what ray.init reads without an address
+    with pytest.raises(RuntimeError, match="cannot reach"):
+        make_executor("ray").connect()
+
+
+def test_ray_refusing_the_address_is_a_clear_error(monkeypatch):
+    fake = _FakeRay()
+
+    def refuse(address=None, ignore_reinit_error=False):
+        raise ConnectionError("Could not find any running Ray instance.")
+
+    fake.init = refuse
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    with pytest.raises(RuntimeError, match="could not connect to the Ray cluster at auto: Could not find"):
+        make_executor("ray", address="auto").connect()

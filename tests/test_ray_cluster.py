@@ -199,3 +199,17 @@ def test_cells_that_ask_for_a_gpu_run_only_on_the_gpu_node(cluster, tmp_path):
     bad = subprocess.run(_command(spec_path, tmp_path / "bad", cluster["address"], "--gpus-per-cell", "1.5"),
                          env=_env(), capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "whole number" in bad.stderr
+
+
+def test_an_unreachable_address_is_a_message_not_a_hang(tmp_path):
+    """Real Ray would retry the GCS for minutes; the run names the address within seconds."""
+    from test_experiments_executors import _closed_port
+
+    port = _closed_port()
+    started = time.monotonic()
+    done = subprocess.run(_command(_write_spec(tmp_path), tmp_path / "out", f"127.0.0.1:{port}"), env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and time.monotonic() - started < 60, done.stderr[-2000:]
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in " ".join(done.stderr.split())
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "data").exists()  # refused before any data was assembled

@@ -9,7 +9,8 @@ launcher or scheduler here: ``torchrun`` starts the processes.
 
 Backends: NCCL when the processes have CUDA devices (one per process, ``LOCAL_RANK``), else gloo.
 Each rank holds the whole training set (every epoch's permutation covers all of it) and trains on
-its share of every batch; rank 0 validates, writes the checkpoint and its JSON.
+its share of every batch, and validates its share of the validation set (the sums are
+all-reduced); rank 0 writes the checkpoint and its JSON and prints.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 
-__all__ = ["init_process_group", "close_process_group", "local_rank", "rank", "world_size", "barrier",
-           "train_job"]
+__all__ = ["init_process_group", "close_process_group", "launch_world_size", "local_rank", "rank", "world_size",
+           "barrier", "train_job"]
 
 
 def local_rank() -> int:
@@ -49,6 +50,47 @@ def barrier() -> None:
         dist.barrier()
 
 
+_LAUNCH = "launch with `torchrun --nproc-per-node N -m privattrib train ...`"
+
+
+def launch_world_size() -> int:
+    """The number of processes the environment's ``WORLD_SIZE`` describes (1 without it), after
+    checking that what torchrun sets is there and whole, so that a half-set environment is named
+    instead of failing inside torch's rendezvous or training alone.
+
+    Raises:
+        ValueError: a variable that is not an integer; ``WORLD_SIZE`` > 1 without ``RANK``,
+            ``MASTER_ADDR`` or ``MASTER_PORT``; ``RANK`` outside [0, WORLD_SIZE); a ``RANK`` other
+            than 0 without ``WORLD_SIZE`` (that process would train alone and overwrite rank 0's
+            checkpoint).
+    """
+    env = os.environ
+    numbers = {}
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_PORT"):
+        if name in env:
+            try:
+                numbers[name] = int(env[name])
+            except ValueError:
+                raise ValueError(f"{name}={env[name]!r} is not an integer; {_LAUNCH}") from None
+    world = numbers.get("WORLD_SIZE", 1)
+    if world < 1:
+        raise ValueError(f"WORLD_SIZE={world}: must be >= 1; {_LAUNCH}")
+    if "WORLD_SIZE" not in env:
+        if numbers.get("RANK", 0) != 0:
+            raise ValueError(f"RANK={numbers['RANK']} is set but WORLD_SIZE is not: this process would train "
+                             f"alone and overwrite rank 0's checkpoint; {_LAUNCH}, or unset RANK")
+        return 1
+    if world > 1:
+        missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if name not in env]
+        if missing:
+            raise ValueError(f"WORLD_SIZE={world} is set but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                             f"not: the torchrun environment is incomplete; {_LAUNCH}, or unset WORLD_SIZE to "
+                             "train in one process")
+        if not 0 <= numbers["RANK"] < world:
+            raise ValueError(f"RANK={numbers['RANK']} is outside [0, WORLD_SIZE={world}); {_LAUNCH}")
+    return world
+
+
 def init_process_group(backend: str = "auto", device: str = "auto", *, single: bool = False) -> tuple[int, int]:
     """Join the process group torchrun describes (``WORLD_SIZE``, ``RANK``, ``MASTER_ADDR`` ...).
 
@@ -63,14 +105,15 @@ def init_process_group(backend: str = "auto", device: str = "auto", *, single: b
         than one process (a plain ``privattrib train``).
 
     Raises:
-        ValueError: an unknown backend, or NCCL without CUDA.
+        ValueError: an unknown backend, NCCL without CUDA, or a half-set torchrun environment
+            (:func:`launch_world_size`).
     """
     import torch
     import torch.distributed as dist
 
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and not (single and "MASTER_ADDR" in os.environ):
+    if launch_world_size() <= 1 and not (single and "MASTER_ADDR" in os.environ):
         return 0, 1
     from privattrib.common import resolve_device
 

@@ -15,8 +15,8 @@ draws the same seeded permutation and flips; each global batch of ``batch_size``
 between the ranks (rank r takes positions r, r + W, ...), so every image is seen exactly once per
 epoch, and each rank's summed loss is scaled by W / (global batch) so that DDP's gradient average
 is exactly the one-process gradient of the global batch. Loss and accuracy are all-reduced once
-per epoch; validation runs on rank 0 and its figures are broadcast, so every rank returns the same
-history and (``keep_best``) the same weights.
+per epoch; each rank validates its share of the validation set (after taking rank 0's buffers) and
+the sums are all-reduced, so every rank returns the same history and (``keep_best``) the same weights.
 
 Example::
 
@@ -361,10 +361,8 @@ def train_classifier(
             seconds = time.perf_counter() - epoch_start
             record = {"epoch": epoch, "loss": train_loss, "accuracy": int(correct) / n,
                       "seconds": seconds, "images_per_second": n / seconds}
-            if setup.val is not None:
-                record.update(_validate(model, setup, config) if setup.rank == 0 else {})
-                if setup.ddp:  # rank 0 validates; every rank takes its figures (and keep_best choice)
-                    record.update(_broadcast_object(record))
+            if setup.val is not None:  # under DDP every rank evaluates a share; all get the same figures
+                record.update(_validate(model, setup, config))
                 if config.keep_best and record["val_accuracy"] > best[0]:
                     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                     best = (record["val_accuracy"], epoch, state)
@@ -463,15 +461,6 @@ def _all_reduce_sum(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(flat.unbind())
 
 
-def _broadcast_object(obj: Any) -> Any:
-    """Rank 0's ``obj`` on every rank."""
-    import torch.distributed as dist
-
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def _train_epoch(model: nn.Module, step_model: nn.Module, optimizer: torch.optim.Optimizer, setup: _Setup,
                  config: TrainConfig, generator: torch.Generator, epoch: int,
                  batch_transform: BatchTransform | None, bar: "_Progress") -> tuple[torch.Tensor, torch.Tensor]:
@@ -530,11 +519,33 @@ def _transformed(batch_transform: BatchTransform, x_u8: torch.Tensor, y: torch.T
 
 
 def _validate(model: nn.Module, setup: _Setup, config: TrainConfig) -> dict[str, float]:
+    """Loss and accuracy on the whole validation set. Under DDP each rank evaluates positions
+    ``rank::world`` of it and the sums are all-reduced, after every rank took rank 0's buffers
+    (each rank's BatchNorm statistics followed its own share of the last batches): the figures are
+    those of rank 0's model, the one that is saved, and the same on every rank."""
     val_images, val_labels = setup.val
-    logits = evaluate_logits(model, val_images, config.eval_batch_size, setup.device, setup.amp_dtype,
-                             setup.channels_last)
-    return {"val_loss": float(F.cross_entropy(logits, val_labels)),
-            "val_accuracy": float((logits.argmax(1) == val_labels).float().mean())}
+    n = len(val_labels)
+    if setup.ddp:
+        _broadcast_buffers(model)
+        val_images, val_labels = val_images[setup.rank::setup.world], val_labels[setup.rank::setup.world]
+    loss_sum = torch.zeros((), device=setup.device)
+    correct = torch.zeros((), device=setup.device)
+    if len(val_labels):  # a rank's share is empty when the set is smaller than the group
+        logits = evaluate_logits(model, val_images, config.eval_batch_size, setup.device, setup.amp_dtype,
+                                 setup.channels_last)
+        loss_sum = F.cross_entropy(logits, val_labels, reduction="sum")
+        correct = (logits.argmax(1) == val_labels).sum()
+    if setup.ddp:
+        loss_sum, correct = _all_reduce_sum(loss_sum, correct)
+    return {"val_loss": float(loss_sum) / n, "val_accuracy": int(correct) / n}
+
+
+def _broadcast_buffers(model: nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank."""
+    import torch.distributed as dist
+
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
 
 
 def _epoch_info(record: dict[str, float]) -> str:

@@ -31,6 +31,7 @@ import os
 import shutil
 import time
 import uuid
+import zipfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -363,13 +364,20 @@ class CachedSet:
     folder: Path
 
 
-def open_cache(folder: Path, root: str | None = None) -> CachedSet | None:
-    """Open a complete cache entry, or None when it is absent or incomplete.
+#: What reading a damaged entry raises: a truncated or overwritten ``.npy`` (ValueError), a
+#: truncated ``rows.npz`` (BadZipFile, not an OSError), a manifest missing a field or of another
+#: shape (KeyError, TypeError, AttributeError), a missing file (OSError).
+_DAMAGE = (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError, zipfile.BadZipFile)
+
+
+def open_cache(folder: Path, root: str | None = None, *, warn: bool = True) -> CachedSet | None:
+    """Open a complete cache entry, or None when it is absent, incomplete or damaged.
 
     Args:
         folder: the entry.
         root: where the source is now; the paths of a format 2 manifest (relative to the source
             root) are resolved against it (default: the root the entry was built from).
+        warn: log a warning naming a damaged entry (the caller rebuilds it).
     """
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
@@ -379,18 +387,21 @@ def open_cache(folder: Path, root: str | None = None) -> CachedSet | None:
         images = np.load(folder / "images.npy", mmap_mode="r")
         with np.load(folder / "rows.npz") as z:
             rows = {k: z[k] for k in z.files}
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        log.warning("ignoring a damaged cache entry %s (%s); it will be rebuilt", folder, exc)
+        if list(images.shape) != manifest["shape"] or images.dtype != np.uint8:
+            raise ValueError(f"images.npy is {images.dtype} {list(images.shape)}, the manifest says uint8 "
+                             f"{manifest['shape']}")
+        paths, skipped = manifest["paths"], manifest["skipped"]
+        if manifest.get("format", 1) >= 2:  # relative to the source root
+            base = root or manifest.get("root") or "."
+            paths = [os.path.normpath(os.path.join(base, p)) for p in paths]
+            skipped = [{**s, "path": os.path.normpath(os.path.join(base, s["path"]))} for s in skipped]
+        cached = CachedSet(images, rows, manifest["keys"], paths, manifest["class_names"], skipped, manifest, folder)
+    except _DAMAGE as exc:
+        if warn:
+            log.warning("ignoring a damaged cache entry %s (%s: %s); it will be rebuilt", folder,
+                        type(exc).__name__, exc)
         return None
-    if list(images.shape) != manifest["shape"] or images.dtype != np.uint8:
-        log.warning("ignoring cache entry %s: array shape does not match its manifest", folder)
-        return None
-    paths, skipped = manifest["paths"], manifest["skipped"]
-    if manifest.get("format", 1) >= 2:  # relative to the source root
-        base = root or manifest.get("root") or "."
-        paths = [os.path.normpath(os.path.join(base, p)) for p in paths]
-        skipped = [{**s, "path": os.path.normpath(os.path.join(base, s["path"]))} for s in skipped]
-    return CachedSet(images, rows, manifest["keys"], paths, manifest["class_names"], skipped, manifest, folder)
+    return cached
 
 
 def _cache_root(cache_dir) -> Path:
@@ -420,19 +431,21 @@ def try_open(key: CacheKey, cache_dir: str | os.PathLike | None = None, workers:
     """
     cache_root = _cache_root(cache_dir)
     alias = _alias_path(cache_root, key)
+    tried = None
     if alias.is_file():
         content = alias.read_text().strip()
         cached = open_cache(cache_root / f"{key.kind}-{content}", key.root)
         if cached is not None:
             key._content = content
             return cached
+        tried = content
     legacy = cache_root / f"{key.kind}-{key.stat_hash}"
     if legacy.is_dir():
         adopted = _adopt_format1(legacy, key, cache_root, workers)
         if adopted is not None:
             return adopted
     content = key.content_hash(workers)
-    cached = open_cache(cache_root / f"{key.kind}-{content}", key.root)
+    cached = open_cache(cache_root / f"{key.kind}-{content}", key.root, warn=content != tried)
     if cached is not None:
         _write_alias(cache_root, key, content)
     return cached
@@ -523,80 +536,20 @@ def build_or_open(
     todo = np.array([i for i in range(n) if i not in bad], dtype=np.int64)
     if len(todo) == 0:
         raise ValueError(f"none of the {n} files is a usable image")
-    h, w = resolved.size
-    c = resolved.channels
-
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = cache_root / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        npy = tmp / "images.npy"
-        out = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(len(todo), c, h, w))
-        del out  # workers reopen it; the header is on disk
-        todo_paths = [entries.paths[i] for i in todo]
-        failed = _run_chunks(
-            _work_chunk,
-            lambda lo, hi: (str(npy), list(range(lo, hi)), todo_paths[lo:hi], resolved.as_dict()),
-            len(todo), workers, f"caching {kind} {h}x{w}", progress,
-        )
-        failed_rows = {row: reason for row, reason in failed}
-        if strict and failed_rows:
-            row, reason = min(failed_rows.items())
-            raise BadImageError(todo_paths[row], reason)
-        for row, reason in failed_rows.items():
-            bad[int(todo[row])] = reason
-        keep_local = np.array([r for r in range(len(todo)) if r not in failed_rows], dtype=np.int64)
-        if len(keep_local) == 0:
-            raise ValueError(f"none of the {n} files is a usable image")
-        if len(keep_local) < len(todo):
-            # Compact: rows of failed files are dropped by a sequential copy, cheap next to decoding.
-            src = np.load(npy, mmap_mode="r")
-            dst_path = tmp / "images.compact.npy"
-            dst = np.lib.format.open_memmap(dst_path, mode="w+", dtype=np.uint8, shape=(len(keep_local), c, h, w))
-            for lo in range(0, len(keep_local), 1024):
-                dst[lo : lo + 1024] = src[keep_local[lo : lo + 1024]]
-            dst.flush()
-            del dst, src
-            os.replace(dst_path, npy)
-        keep = todo[keep_local]
-        rows = {k: np.asarray(v)[keep] for k, v in entries.rows.items()}
-        np.savez(tmp / "rows.npz", **rows)
-        skipped = [{**s.as_dict(), "path": _relative(s.path, key.root)} for s in entries.skipped] + [
-            {"path": _relative(entries.paths[i], key.root), "reason": r} for i, r in sorted(bad.items())
-        ]
-        elapsed = time.perf_counter() - t0
-        manifest = {
-            "format": CACHE_FORMAT,
-            "kind": kind,
-            "hash": key.content_hash(),
-            "root": key.root,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "preprocess": resolved.as_dict(),
-            "requested_preprocess": prep.as_dict(),
-            "shape": [int(len(keep)), c, h, w],
-            "class_names": list(entries.class_names),
-            "keys": [entries.keys[i] for i in keep],
-            "paths": [_relative(entries.paths[i], key.root) for i in keep],  # relative to "root"
-            "label_files": [_relative(p, key.root) for p in entries.label_files],
-            "skipped": skipped,
-            "info": {**entries.info, **(meta or {})},
-            "build_seconds": round(elapsed, 3),
-            "build_workers": workers,
-        }
+        keep = _decode_into(tmp / "images.npy", entries, todo, bad, resolved, workers, kind, strict, progress)
+        np.savez(tmp / "rows.npz", **{k: np.asarray(v)[keep] for k, v in entries.rows.items()})
+        manifest = _manifest(kind, key, entries, keep, bad, prep, resolved, meta)
+        manifest.update(build_seconds=round(time.perf_counter() - t0, 3), build_workers=workers)
         atomic_write_text(tmp / "manifest.json", json.dumps(manifest))
-        try:
-            os.rename(tmp, folder)
-        except OSError:
-            # Another process finished the same entry first (or a stale one is in the way).
-            existing = open_cache(folder, key.root)
-            if existing is not None and not rebuild:
-                shutil.rmtree(tmp, ignore_errors=True)
-                return existing
-            stale = folder.with_name(f".{folder.name}.stale-{uuid.uuid4().hex[:8]}")
-            os.rename(folder, stale)
-            os.rename(tmp, folder)
-            shutil.rmtree(stale, ignore_errors=True)
-        log.info("cached %d images (%d skipped) in %.1fs at %s", len(keep), len(skipped), elapsed, folder)
+        existing = _publish(tmp, folder, key.root, rebuild)
+        if existing is not None:
+            return existing
+        log.info("cached %d images (%d skipped) in %.1fs at %s", len(keep), len(manifest["skipped"]),
+                 manifest["build_seconds"], folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -604,6 +557,96 @@ def build_or_open(
     opened = open_cache(folder, key.root)
     assert opened is not None
     return opened
+
+
+def _decode_into(npy: Path, entries: Entries, todo: np.ndarray, bad: dict[int, str], resolved: Preprocess,
+                 workers: int, kind: str, strict: bool, progress: bool) -> np.ndarray:
+    """Decode the rows ``todo`` of ``entries`` into a new ``npy`` (uint8 N x C x H x W), then drop
+    the rows of files that failed (their reasons are added to ``bad``).
+
+    Returns:
+        The indices into ``entries`` of the rows ``npy`` holds, in order.
+
+    Raises:
+        BadImageError: ``strict`` and a file failed.
+        ValueError: every file failed.
+    """
+    (h, w), c = resolved.size, resolved.channels
+    out = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(len(todo), c, h, w))
+    del out  # workers reopen it; the header is on disk
+    todo_paths = [entries.paths[i] for i in todo]
+    failed = _run_chunks(
+        _work_chunk,
+        lambda lo, hi: (str(npy), list(range(lo, hi)), todo_paths[lo:hi], resolved.as_dict()),
+        len(todo), workers, f"caching {kind} {h}x{w}", progress,
+    )
+    failed_rows = {row: reason for row, reason in failed}
+    if strict and failed_rows:
+        row, reason = min(failed_rows.items())
+        raise BadImageError(todo_paths[row], reason)
+    for row, reason in failed_rows.items():
+        bad[int(todo[row])] = reason
+    keep_local = np.array([r for r in range(len(todo)) if r not in failed_rows], dtype=np.int64)
+    if len(keep_local) == 0:
+        raise ValueError(f"none of the {len(entries.paths)} files is a usable image")
+    if len(keep_local) < len(todo):
+        # Compact: rows of failed files are dropped by a sequential copy, cheap next to decoding.
+        src = np.load(npy, mmap_mode="r")
+        compact = npy.with_name("images.compact.npy")
+        dst = np.lib.format.open_memmap(compact, mode="w+", dtype=np.uint8, shape=(len(keep_local), c, h, w))
+        for lo in range(0, len(keep_local), 1024):
+            dst[lo : lo + 1024] = src[keep_local[lo : lo + 1024]]
+        dst.flush()
+        del dst, src
+        os.replace(compact, npy)
+    return todo[keep_local]
+
+
+def _manifest(kind: str, key: CacheKey, entries: Entries, keep: np.ndarray, bad: dict[int, str],
+              prep: Preprocess, resolved: Preprocess, meta: dict | None) -> dict:
+    """The manifest of an entry holding rows ``keep`` of ``entries`` (paths relative to the root)."""
+    skipped = [{**s.as_dict(), "path": _relative(s.path, key.root)} for s in entries.skipped] + [
+        {"path": _relative(entries.paths[i], key.root), "reason": r} for i, r in sorted(bad.items())
+    ]
+    return {
+        "format": CACHE_FORMAT,
+        "kind": kind,
+        "hash": key.content_hash(),
+        "root": key.root,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "preprocess": resolved.as_dict(),
+        "requested_preprocess": prep.as_dict(),
+        "shape": [int(len(keep)), resolved.channels, *resolved.size],
+        "class_names": list(entries.class_names),
+        "keys": [entries.keys[i] for i in keep],
+        "paths": [_relative(entries.paths[i], key.root) for i in keep],  # relative to "root"
+        "label_files": [_relative(p, key.root) for p in entries.label_files],
+        "skipped": skipped,
+        "info": {**entries.info, **(meta or {})},
+    }
+
+
+def _publish(tmp: Path, folder: Path, root: str, rebuild: bool) -> CachedSet | None:
+    """Rename the finished ``tmp`` into place as ``folder``, in one step.
+
+    Returns:
+        The entry another process published first under the same name (``tmp`` is discarded),
+        or None when ``tmp`` is now ``folder``. A damaged entry in the way, or any entry when
+        ``rebuild``, is moved aside and removed.
+    """
+    try:
+        os.rename(tmp, folder)
+        return None
+    except OSError:
+        existing = open_cache(folder, root, warn=False)  # a damaged one was named already
+        if existing is not None and not rebuild:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return existing
+    stale = folder.with_name(f".{folder.name}.stale-{uuid.uuid4().hex[:8]}")
+    os.rename(folder, stale)
+    os.rename(tmp, folder)
+    shutil.rmtree(stale, ignore_errors=True)
+    return None
 
 
 def validate(

@@ -9,6 +9,8 @@ CPUs/GPUs; the data is put in Ray's object store once.
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any, Callable, Iterator, Sequence
 
 CellResult = tuple[Any, "dict | BaseException"]
@@ -18,6 +20,9 @@ class LocalExecutor:
     """Run cells sequentially, in-process."""
 
     name = "local"
+
+    def connect(self) -> None:
+        """Nothing to join: cells run in this process."""
 
     def map_unordered(self, fn: Callable, cells: Sequence, shared: Any) -> Iterator[CellResult]:
         """Yield ``(cell, fn(cell, shared))`` for each cell, or ``(cell, exception)`` when it failed.
@@ -65,13 +70,27 @@ class RayExecutor:
         self.max_retries = max_retries
         #: cell -> {"node_id", "node_ip", "gpu_ids", "num_cpus", "num_gpus"} of the task that returned
         self.placements: dict = {}
+        self._shared: tuple[Any, Any] | None = None  # (shared, its object ref): put once for every wave
 
-    def _init(self) -> None:
-        if not self.ray.is_initialized():
+    def connect(self) -> None:
+        """Join the cluster (or start a local Ray), before any data is assembled.
+
+        Raises:
+            RuntimeError: the address does not answer, or Ray refused it; the message says which
+                address and what to check (``ray.init`` alone would retry an unreachable address
+                for minutes).
+        """
+        if self.ray.is_initialized():
+            return
+        check_address(self.address)
+        try:
             self.ray.init(address=self.address, ignore_reinit_error=True)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = self.address or os.environ.get("RAY_ADDRESS") or "a new local Ray"
+            raise RuntimeError(f"could not connect to the Ray cluster at {where}: {exc}") from None
 
     def resources(self) -> dict:
-        """What each cell asks for: ``{"num_cpus", "num_gpus"}`` (after :meth:`_init`)."""
+        """What each cell asks for: ``{"num_cpus", "num_gpus"}`` (after :meth:`connect`)."""
         gpus = self.num_gpus
         if gpus is None:
             gpus = 1 if self.ray.cluster_resources().get("GPU", 0) > 0 else 0
@@ -79,9 +98,11 @@ class RayExecutor:
 
     def map_unordered(self, fn: Callable, cells: Sequence, shared: Any) -> Iterator[CellResult]:
         ray = self.ray
-        self._init()
+        self.connect()
         request = self.resources()
-        shared_ref = ray.put(shared)
+        if self._shared is None or self._shared[0] is not shared:
+            self._shared = (shared, ray.put(shared))
+        shared_ref = self._shared[1]
         remote_fn = ray.remote(max_retries=self.max_retries, retry_exceptions=False, **request)(_placed)
         pending = {remote_fn.remote(fn, cell, shared_ref): cell for cell in cells}
         try:
@@ -116,6 +137,33 @@ def _unwrap(exc: BaseException) -> BaseException:
     with either executor); system failures (a worker that died past its retries) stay as they are."""
     cause = getattr(exc, "cause", None)
     return cause if isinstance(cause, Exception) else exc
+
+
+def check_address(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast when a ``HOST:PORT`` or ``ray://HOST:PORT`` Ray address (or ``RAY_ADDRESS`` when
+    ``address`` is None) does not accept a TCP connection; ``auto``, ``local`` and none pass.
+
+    Raises:
+        RuntimeError: the address is malformed or nothing answers there, naming the address and
+            what to check.
+    """
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address or address in ("auto", "local"):
+        return
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise RuntimeError(f"--address {address!r}: expected HOST:PORT (e.g. 10.0.0.1:6379, the head's "
+                           "`ray start --head --port`), ray://HOST:10001 (Ray Client) or auto")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise RuntimeError(
+            f"cannot reach the Ray cluster at {address} ({reason}): is Ray running there "
+            f"(`ray start --head --port {port}` on {host}), and is port {port} open from this machine? "
+            "On a node of the cluster, --address auto finds it."
+        ) from None
 
 
 def import_ray():

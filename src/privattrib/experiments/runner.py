@@ -304,16 +304,7 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
                                TimeRemainingColumn)
 
     device = device or spec.device
-    if executor == "local":
-        check_local_device(device)
-        runner = make_executor(executor, address=address, num_gpus=gpus_per_cell)
-    else:  # the spec's resources place cells on a cluster; they change no result
-        from privattrib.experiments.spec import resource_amount
-
-        request = dict(spec.resources)
-        if gpus_per_cell is not None:
-            request["gpus"] = resource_amount(gpus_per_cell, "gpus", "--gpus-per-cell")
-        runner = make_executor(executor, address=address, num_gpus=request.get("gpus"), num_cpus=request.get("cpus"))
+    runner = _make_runner(spec, executor, device, address, gpus_per_cell)
     store = ResultsStore(outdir)
     store.check_compatible(spec.accepted_hashes(), spec.task_keys(), legacy_hash=spec.rows_hash(), force=force)
     # Rows, data and GAN runs of older versions, accepted above, take today's stamps and names.
@@ -340,23 +331,11 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
     failures: dict[str, str] = {}
     ran = 0
     if todo:
-        if any(c.task == "attribution" for c in todo):
-            data = assemble_data(spec, outdir, device=device, console=console, progress=progress)
-            splits = {"train": data.train, "val": data.val, "test": data.test}
-        else:
-            splits = {"train": None, "val": None, "test": None}
-        shared = {
-            **splits,
-            "attack_sets": attack_sets,
-            "context": {
-                "name": spec.name, "classifier": spec.classifier,
-                "work_dir": str(outdir / "models"), "obfuscated_fraction": spec.obfuscated_fraction,
-                # a cell's own progress bars only in this process (Ray would stream them from every worker)
-                "device": device, "progress": progress and runner.name == "local", "task_hashes": spec.task_hashes(),
-                "data_hash": spec.data_hash(),
-                "class_names": spec.class_names, "attacks": spec.attacks,
-            },
-        }
+        runner.connect()  # a wrong --address is named now, not after the data is assembled
+        shared = _shared_inputs(spec, outdir, todo, attack_sets, device=device, console=console,
+                                # a cell's own progress bars only in this process (Ray would
+                                # stream them from every worker)
+                                progress=progress, cell_progress=progress and runner.name == "local")
         wave1 = first_wave([c for c in cells if only_seeds is None or c.seed in only_seeds], done)
         waves = [wave1, [c for c in todo if c not in wave1]]
         columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
@@ -396,6 +375,44 @@ def _run_locked(spec: ExperimentSpec, outdir: Path, *, executor, address, force,
     csv_path = store.write_csv(rows)
     return RunResult(outdir=outdir, total=len(cells), skipped=len(done), ran=ran, failures=failures,
                      rows=rows, results_csv=csv_path, wall_s=time.perf_counter() - started)
+
+
+def _make_runner(spec: ExperimentSpec, executor: str, device: str, address: str | None,
+                 gpus_per_cell: float | None):
+    """The executor, checked: the local one refuses a device this process lacks; the Ray one asks
+    for the spec's resources (``--gpus-per-cell`` overrides ``gpus``), which place cells on a
+    cluster and change no result."""
+    if executor == "local":
+        check_local_device(device)
+        return make_executor(executor, address=address, num_gpus=gpus_per_cell)
+    from privattrib.experiments.spec import resource_amount
+
+    request = dict(spec.resources)
+    if gpus_per_cell is not None:
+        request["gpus"] = resource_amount(gpus_per_cell, "gpus", "--gpus-per-cell")
+    return make_executor(executor, address=address, num_gpus=request.get("gpus"), num_cpus=request.get("cpus"))
+
+
+def _shared_inputs(spec: ExperimentSpec, outdir: Path, todo: list[Cell], attack_sets: dict, *, device: str,
+                   console, progress: bool, cell_progress: bool) -> dict:
+    """What every cell reads (:func:`execute_cell`'s ``shared``): the assembled splits when an
+    attribution cell is to run, the attack sets, and the run's context."""
+    if any(c.task == "attribution" for c in todo):
+        data = assemble_data(spec, outdir, device=device, console=console, progress=progress)
+        splits = {"train": data.train, "val": data.val, "test": data.test}
+    else:
+        splits = {"train": None, "val": None, "test": None}
+    return {
+        **splits,
+        "attack_sets": attack_sets,
+        "context": {
+            "name": spec.name, "classifier": spec.classifier,
+            "work_dir": str(outdir / "models"), "obfuscated_fraction": spec.obfuscated_fraction,
+            "device": device, "progress": cell_progress, "task_hashes": spec.task_hashes(),
+            "data_hash": spec.data_hash(),
+            "class_names": spec.class_names, "attacks": spec.attacks,
+        },
+    }
 
 
 def check_method_models(cells: list[Cell]) -> None:
