@@ -15,6 +15,7 @@ crops exactly those), averaged over channels.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,10 @@ def _as_nchw_pair(x: Any, y: Any, name: str):
             single, nhwc = False, (x, y)
         else:
             raise ValueError(f"{name}: NumPy images must be H x W, H x W x C or N x H x W x C, got {x.shape}")
-        tx, ty = (torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2) for a in nhwc)
+        with warnings.catch_warnings():
+            # read-only input (a decoded upload): these tensors are only read, never written
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            tx, ty = (torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2) for a in nhwc)
 
         def finish(v):
             out = v.cpu().numpy()
