@@ -20,3 +20,6 @@ for methods in "dp-pix:b=1,m=1,epsilon=50" "adv:eps=2" "dp-pix:b=1,m=1,epsilon=2
 done
 # the PriGAN-style one-pass generator at two budgets (its own tag: may run beside the lines above)
 nice -n 10 $PY benchmarks/reid_grid.py run ${R/cpu32-adv /cpu32-adv-gen } --methods adv-gen:eps=4 adv-gen:eps=8
+# their transfer to resnet18, and DP-Pix epsilon 100's (added last; the cells above are reused)
+nice -n 10 $PY benchmarks/reid_grid.py run ${R/cpu32-adv /cpu32-adv-gen } $T --methods adv-gen:eps=4 adv-gen:eps=8
+nice -n 10 $PY benchmarks/reid_grid.py run $R $T --methods dp-pix:b=1,m=1,epsilon=100
