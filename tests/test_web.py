@@ -463,3 +463,19 @@ def test_photos_past_the_waiting_limit_are_refused_with_503_not_queued():
     assert post(client, data, "c.jpg").status_code == 200  # the slot was given back
     with pytest.raises(ValueError, match="max_waiting"):
         ProtectService(max_waiting=-1)
+
+
+def test_the_page_names_model_files_never_server_directories():
+    import torch
+
+    from privattrib.attribution.inference import Attributor
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 2))
+    attributor = Attributor(model, class_names=["real", "dcgan"], real_class="real", image_size=16, in_channels=3,
+                            scope="Trained on /srv/private/celeba against dcgan.", source="/srv/private/exp/model.pt",
+                            messages=["/srv/private/exp holds 2 clean model(s); using the one of seed 0"],
+                            device="cpu")
+    info = TestClient(create_app(ProtectService(attributor=attributor))).get("/api/info").json()["attribution"]
+    assert info["source"] == "model.pt" and info["scope"] == "Trained on celeba against dcgan."
+    assert info["notes"] == ["exp holds 2 clean model(s); using the one of seed 0"]
+    assert "/srv" not in json.dumps(info)

@@ -318,7 +318,12 @@ class ProtectService:
         keep = ("source", "classes", "real_class", "image_size", "in_channels", "arch", "temperature", "calibrated",
                 "ece_before", "ece_after", "held_out_accuracy", "chance", "n_test", "held_out_note", "scope", "notes")
         # the page names the model's file, never where it lies on the server
-        return {**{k: d.get(k) for k in keep}, "source": _file_name(d.get("source"))}
+        info = {k: d.get(k) for k in keep}
+        info["source"] = _file_name(d.get("source"))
+        for key in ("scope", "held_out_note"):
+            info[key] = _without_directories(info[key])
+        info["notes"] = [_without_directories(n) for n in info["notes"] or ()]
+        return info
 
     def _reid_info(self) -> dict[str, Any] | None:
         if self.gallery is None:
@@ -588,6 +593,16 @@ def _preview_png(pixels: np.ndarray) -> bytes:
 
 def _file_name(path: Any) -> str | None:
     return None if path is None else Path(str(path)).name or str(path)
+
+
+#: An absolute path in a sentence: the directories before its last part.
+_DIRECTORIES = re.compile(r"(?<![\w.~])/(?:[^\s/'\"]+/)+(?=[^\s/'\"])")
+
+
+def _without_directories(text: str | None) -> str | None:
+    """A sentence about a model with every absolute path cut to its last part: the page names
+    files, never where they lie on the server."""
+    return None if text is None else _DIRECTORIES.sub("", text)
 
 
 def _display_name(filename: str) -> str:
