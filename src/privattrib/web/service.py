@@ -363,7 +363,7 @@ class ProtectService:
         publisher = _publisher(request)
         if not self._admitted.acquire(blocking=False):
             raise UploadError(503, f"the server is busy: {self.max_waiting + 1} photos are already being protected "
-                                   "or waiting; try again in a moment", "file")
+                                   "or waiting; try again in a moment")  # nothing wrong with the photo
         try:
             with self._lock:
                 return self._protect_now(data, filename, name, publisher, request, analyse)
