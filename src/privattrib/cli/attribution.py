@@ -11,6 +11,7 @@ from typing import List, Optional
 import typer
 
 from privattrib.cli.options import device_option
+from privattrib.cli.output import write_csv
 
 
 def _err(message: str) -> None:
@@ -92,31 +93,17 @@ def _print_table(attributions, class_names: list[str], show: int) -> None:
                   highlight=False)
 
 
-def _write_csv(path: Path, attributions, skipped: list[tuple[str, str]], class_names: list[str]) -> None:
-    import csv
-    import io
-
-    from privattrib.common import atomic_write_text
-
-    buf = io.StringIO()
+def _csv_rows(attributions, skipped: list[tuple[str, str]], class_names: list[str]) -> tuple[list[str], list[dict]]:
     fields = ["file", "status", "predicted", "confidence", *[f"p_{n}" for n in class_names],
               "resized_from", "channels_converted", "notes"]
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for a in attributions:
-        writer.writerow({
-            "file": a.key, "status": "ok", "predicted": a.predicted, "confidence": f"{a.confidence:.6f}",
-            **{f"p_{n}": f"{a.probabilities[n]:.6f}" for n in class_names},
-            "resized_from": "" if a.resized_from is None else f"{a.resized_from[0]}x{a.resized_from[1]}",
-            "channels_converted": a.channels_converted or "", "notes": " | ".join(a.notes),
-        })
-    for path_, reason in skipped:
-        writer.writerow({"file": path_, "status": f"skipped: {reason}"})
-    try:
-        atomic_write_text(path, buf.getvalue())
-    except OSError as exc:
-        _err(f"error: --csv {path} cannot be written: {exc.strerror or exc}")
-        raise typer.Exit(2) from None
+    rows = [{
+        "file": a.key, "status": "ok", "predicted": a.predicted, "confidence": f"{a.confidence:.6f}",
+        **{f"p_{n}": f"{a.probabilities[n]:.6f}" for n in class_names},
+        "resized_from": "" if a.resized_from is None else f"{a.resized_from[0]}x{a.resized_from[1]}",
+        "channels_converted": a.channels_converted or "", "notes": " | ".join(a.notes),
+    } for a in attributions]
+    rows += [{"file": path_, "status": f"skipped: {reason}"} for path_, reason in skipped]
+    return fields, rows
 
 
 def attribute(
@@ -172,7 +159,7 @@ def attribute(
     elif attributions:
         _print_table(attributions, names, show)
     if csv_path is not None:
-        _write_csv(csv_path, attributions, bad, names)
+        write_csv(csv_path, *_csv_rows(attributions, bad, names), "--csv")
     for path, reason in bad:
         _err(f"skipped {path}: {reason}")
     if not attributions:

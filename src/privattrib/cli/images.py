@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from collections import Counter
@@ -12,6 +10,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from privattrib.cli.output import write_csv
 
 #: The flag of each option the publishing library checks (for its error messages).
 _OPTION_FLAGS = {"method": "--method", "faces": "--faces", "box": "--box", "if_no_face": "--if-no-face",
@@ -192,7 +192,7 @@ def obfuscate(
     if report is not None:
         for row in rows:
             row["method"] = ob.spec
-        _write_csv(report, ["input", "output", "faces", "status", "method"], rows, "--report")
+        write_csv(report, ["input", "output", "faces", "status", "method"], rows, "--report")
     if bad:
         raise typer.Exit(1)
 
@@ -289,27 +289,13 @@ def metrics(
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     if csv_path is not None:
-        _write_csv(csv_path, ["file", "height", "width", "channels", "mse", "psnr", "ssim"],
+        write_csv(csv_path, ["file", "height", "width", "channels", "mse", "psnr", "ssim"],
                    [*rows, {"file": "MEAN", **means}] if rows else [], "--csv")
     if not rows:
         typer.echo("error: no matching pair of images" if not pairs else
                    f"error: none of the {len(pairs)} matching pair(s) could be measured (see the reasons above)",
                    err=True)
         raise typer.Exit(1)
-
-
-def _write_csv(path: Path, fields: list[str], rows: list[dict], option: str) -> None:
-    from privattrib.common import atomic_write_text
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields)
-    w.writeheader()
-    w.writerows(rows)
-    try:
-        atomic_write_text(path, buf.getvalue())
-    except OSError as exc:
-        typer.echo(f"error: {option} {path} cannot be written: {exc.strerror or exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 def register(app: typer.Typer) -> None:
