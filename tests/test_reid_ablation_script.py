@@ -1,28 +1,15 @@
 """benchmarks/reid_ablation.py (issue 18): which cells it runs and what its ratio tables say."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_script, run_args
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reid_ablation.py"
-sys.path.insert(0, str(SCRIPT.parent))
-_spec = importlib.util.spec_from_file_location("reid_ablation", SCRIPT)
-ablation = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ablation)
+ablation = load_script("reid_ablation")
 
 
 def _run_args(*argv):
-    captured = {}
-    original = ablation.run
-    ablation.run = lambda args: captured.setdefault("args", args)
-    try:
-        ablation.main(["run", "--sets", "s", "--out", "o", *argv])
-    finally:
-        ablation.run = original
-    return captured["args"]
+    return run_args(ablation, ["run", "--sets", "s", "--out", "o", *argv])
 
 
 def test_noise_factors_share_the_baseline_plain_cell_and_light_is_yale_b_only():

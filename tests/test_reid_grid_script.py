@@ -1,25 +1,15 @@
 """benchmarks/reid_grid.py, the attack grid of docs/results-attacks.md: the parts that decide what a
 time-limited GPU lease gets done (cell order) and what its tables claim (seeds per row)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reid_grid.py"
-_spec = importlib.util.spec_from_file_location("reid_grid", SCRIPT)
-reid_grid = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(reid_grid)
+from benchmark_scripts import load_script, run_args
+
+reid_grid = load_script("reid_grid")
 
 
 def _run_args(*argv):
-    captured = {}
-    original = reid_grid.run
-    reid_grid.run = lambda args: captured.setdefault("args", args)
-    try:
-        reid_grid.main(["run", *argv])
-    finally:
-        reid_grid.run = original
-    return captured["args"]
+    return run_args(reid_grid, ["run", *argv])
 
 
 def test_protocols_run_in_the_order_given():
