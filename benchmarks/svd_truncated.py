@@ -43,6 +43,7 @@ def main() -> None:
     method = make(f"svd-mp:k={args.k},epsilon={args.epsilon}")
     if not svd_module._uses_truncated_svd(args.k, height, width):
         raise SystemExit(f"a {width}x{height} photo with k={args.k} keeps the full SVD: nothing to compare")
+    method(photo(320, 256, seed=1), seed=0)  # imports and first calls, outside the timing
     truncated_s, truncated = timed(method, x, seed=0)
     threshold = svd_module.TRUNCATED_SVD_MIN_PIXELS
     svd_module.TRUNCATED_SVD_MIN_PIXELS = 10**18  # every image takes the full SVD

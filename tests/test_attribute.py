@@ -259,6 +259,9 @@ def test_an_upload_in_memory_is_attributed_like_the_same_file(trained, tmp_path)
         assert from_bytes.probabilities[name] == pytest.approx(from_file.probabilities[name], abs=1e-6)
     with pytest.raises(BadImageError, match="upload.jpg"):
         attributor.predict_encoded(b"not a picture", "upload.jpg")
+    with pytest.raises(BadImageError, match="over the limit of 1,000") as info:  # the caller's limit
+        attributor.predict_encoded(path.read_bytes(), "upload.jpg", max_pixels=1000)
+    assert info.value.too_large
 
 
 def test_celeba_models_use_yu_crop_for_aligned_images(trained):

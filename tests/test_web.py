@@ -472,10 +472,23 @@ def test_the_page_names_model_files_never_server_directories():
 
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 2))
     attributor = Attributor(model, class_names=["real", "dcgan"], real_class="real", image_size=16, in_channels=3,
-                            scope="Trained on /srv/private/celeba against dcgan.", source="/srv/private/exp/model.pt",
+                            scope="Trained on /srv/private/celeba and ../shared/data/ffhq against dcgan "
+                                  "(https://github.com/org/repo/runs).", source="/srv/private/exp/model.pt",
                             messages=["/srv/private/exp holds 2 clean model(s); using the one of seed 0"],
                             device="cpu")
     info = TestClient(create_app(ProtectService(attributor=attributor))).get("/api/info").json()["attribution"]
-    assert info["source"] == "model.pt" and info["scope"] == "Trained on celeba against dcgan."
+    assert info["source"] == "model.pt"
+    assert info["scope"] == "Trained on celeba and ffhq against dcgan (https://github.com/org/repo/runs)."
     assert info["notes"] == ["exp holds 2 clean model(s); using the one of seed 0"]
     assert "/srv" not in json.dumps(info)
+
+
+def test_exact_noise_that_would_take_minutes_is_refused_before_any_is_drawn():
+    client = TestClient(create_app(ProtectService()))  # the default limits: 24 megapixels
+    big = _jpeg(np.zeros((1800, 1800, 3), np.uint8))  # 1800 x 1800 x 3 at b = 1: 9.7 million draws
+    r = post(client, big, "big.jpg", method="dp-pix", **{"param.b": "1"})
+    assert r.status_code == 422 and r.json()["field"] == "param.b", r.text
+    assert "9,720,000 exact noise draws" in r.json()["error"] and "larger b" in r.json()["error"]
+    # the seeded (fast, float) noise costs no such time, and is not capped
+    r = post(client, big, "big.jpg", path="/api/protect.png", method="dp-pix", seed="1", **{"param.b": "1"})
+    assert r.status_code == 200, r.text

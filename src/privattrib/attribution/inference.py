@@ -302,16 +302,20 @@ class Attributor:
                 advance(len(prepared))
         return out
 
-    def predict_encoded(self, data: bytes, key: str = "<bytes>") -> Attribution:
+    def predict_encoded(self, data: bytes, key: str = "<bytes>", *, max_pixels: int | None = None) -> Attribution:
         """Attribute one encoded image held in memory (an upload) exactly as :meth:`predict_files`
         would the same file: the pixels of a JPEG decoded at reduced scale like the training files.
+
+        Args:
+            max_pixels: the decompression-bomb limit (default: the data layer's).
 
         Raises:
             privattrib.data.BadImageError: the bytes are not a usable image (named by ``key``).
         """
-        from privattrib.data.io import open_image_bytes
+        from privattrib.data.io import DEFAULT_MAX_PIXELS, open_image_bytes
 
-        return self._attribute([self._prepare_opened(open_image_bytes(data, key), key)], [key], 1)[0]
+        im = open_image_bytes(data, key, max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+        return self._attribute([self._prepare_opened(im, key)], [key], 1)[0]
 
     def predict_files(
         self,

@@ -33,7 +33,7 @@ def _check_k(k: int, h: int, w: int) -> None:
 
 #: Images at least this many pixels, with k at most a quarter of their short side, get only their
 #: top k singular triplets (ARPACK) instead of a full SVD: on a 12-megapixel photo the method took
-#: 9 s instead of 89 s, with the same output bytes (benchmarks/svd_truncated.py).
+#: 7.5 s instead of 66 s, with the same output bytes (benchmarks/svd_truncated.py).
 TRUNCATED_SVD_MIN_PIXELS = 256 * 256
 
 
@@ -41,24 +41,35 @@ def _uses_truncated_svd(k: int, h: int, w: int) -> bool:
     return h * w >= TRUNCATED_SVD_MIN_PIXELS and 4 * k <= min(h, w)
 
 
+#: Singular values closer than this (relative to the largest) count as tied or zero.
+_TIE_TOLERANCE = 1e-9
+
+
 def _top_k_svd(plane: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(U_k, s_k, V_k^T) of one float64 plane, singular values descending. The start vector is
-    fixed, so the result does not depend on any random state. A black plane gets LAPACK's answer
-    (the first k unit vectors), which ARPACK cannot start from; a plane ARPACK fails on gets the
-    full SVD."""
+    """(U_k, s_k, V_k^T) of one float64 plane, singular values descending, by ARPACK from a fixed
+    start vector. Where the top k + 1 singular values include a zero or a tie (a flat colour,
+    repeated patterns) the singular vectors are not unique, and ARPACK fills the gap from a random
+    state of its own that carries over between calls: such planes get the full SVD (LAPACK,
+    deterministic), as does a plane ARPACK fails on."""
+    import torch
     from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, svds
 
     h, w = plane.shape
-    if not plane.any():
+    if not plane.any():  # LAPACK's answer for a zero matrix, without its cost
         return np.eye(h, k), np.zeros(k), np.eye(k, w)
+    wanted = min(k + 1, min(h, w) - 1)  # one more, to see a tie at the k-th value
     v0 = np.random.default_rng(0).standard_normal(min(h, w))
     try:
-        u, s, vt = svds(plane, k=k, v0=v0, solver="arpack")
+        u, s, vt = svds(plane, k=wanted, v0=v0, solver="arpack")
     except (ArpackError, ArpackNoConvergence):
-        u, s, vt = np.linalg.svd(plane, full_matrices=False)
-        return u[:, :k], s[:k], vt[:k]
-    order = np.argsort(s)[::-1]
-    return u[:, order], s[order], vt[order]
+        pass
+    else:
+        order = np.argsort(s)[::-1]
+        u, s, vt = u[:, order], s[order], vt[order]
+        if s[-1] > _TIE_TOLERANCE * s[0] and np.all(-np.diff(s) > _TIE_TOLERANCE * s[0]):
+            return u[:, :k], s[:k], vt[:k]
+    u, s, vt = (t.numpy() for t in torch.linalg.svd(torch.from_numpy(plane), full_matrices=False))
+    return u[:, :k], s[:k], vt[:k]  # the full path's own call, so its bytes too
 
 
 def _rank_k_rebuild_cpu(planes: np.ndarray, z: np.ndarray, k: int) -> np.ndarray:
@@ -67,12 +78,17 @@ def _rank_k_rebuild_cpu(planes: np.ndarray, z: np.ndarray, k: int) -> np.ndarray
 
     h, w = planes.shape[-2:]
     if _uses_truncated_svd(k, h, w):
+        from threadpoolctl import threadpool_limits
+
         flat, z_flat = planes.reshape(-1, h, w), z.reshape(-1, k)
         out = np.empty(flat.shape, dtype=np.uint8)
-        for i, plane in enumerate(flat):
-            u, s, vt = _top_k_svd(plane.astype(np.float64) / 255.0, k)
-            rebuilt = (u * (s + z_flat[i])) @ vt
-            out[i] = np.rint(np.clip(rebuilt, 0.0, 1.0) * 255.0)
+        # one BLAS thread, as for torch's SVDs: the pool above runs one image per core, and the
+        # singular vectors ARPACK picks for tied values must not depend on the thread count
+        with threadpool_limits(limits=1, user_api="blas"):
+            for i, plane in enumerate(flat):
+                u, s, vt = _top_k_svd(plane.astype(np.float64) / 255.0, k)
+                rebuilt = (u * (s + z_flat[i])) @ vt
+                out[i] = np.rint(np.clip(rebuilt, 0.0, 1.0) * 255.0)
         return out.reshape(planes.shape)
     a = torch.from_numpy(planes.astype(np.float64) / 255.0)
     u, s, vt = torch.linalg.svd(a, full_matrices=False)

@@ -124,6 +124,10 @@ class ProtectResult:
 #: has no such ceiling.
 PAGE_PARAMETER_LIMITS = {("blur", "k"): 1001, ("dp-blur", "k"): 1001, ("svd-mp", "k"): 64}
 
+#: Exact (OpenDP) noise draws one photo may ask for: DP-Pix and DP-Blur draw one per cell and
+#: channel, about 23 us each here (a 12-megapixel photo at b = 4: 2.25 million draws, 52 s).
+PAGE_MAX_EXACT_NOISE_DRAWS = 3_000_000
+
 _TRUE = {"1", "true", "on", "yes"}
 _FALSE = {"", "0", "false", "off", "no"}
 
@@ -221,6 +225,20 @@ def resolve_spec(method: str, params: Mapping[str, str]) -> str:
         raise UploadError(422, str(exc), "method") from None
     _check_page_limits(chosen)
     return format_spec(cls.name, values)
+
+
+def _check_exact_noise_draws(method: Any, shape: tuple[int, ...]) -> None:
+    """Refuse (422) a DP-Pix/DP-Blur request whose exact noise would hold the server for minutes."""
+    b = method.params.get("b")
+    if method.params.get("noise") != "secure" or b is None:
+        return
+    height, width = shape[:2]
+    channels = shape[2] if len(shape) == 3 else 1
+    draws = -(-height // b) * -(-width // b) * channels
+    if draws > PAGE_MAX_EXACT_NOISE_DRAWS:
+        raise UploadError(422, f"{method.name} with b={b} on a {width}x{height} photo needs {draws:,} exact noise "
+                               f"draws, over the page's limit of {PAGE_MAX_EXACT_NOISE_DRAWS:,} (minutes of work): "
+                               "choose a larger b, a smaller photo, or 'faces only'", "param.b")
 
 
 def _check_page_limits(method: Any) -> None:
@@ -376,6 +394,8 @@ class ProtectService:
         timing = _Stopwatch()
         with timing("decode"):
             original, source = self._decode(data, name)
+        if not request.faces:  # faces only: the draws cover the face boxes, far fewer
+            _check_exact_noise_draws(publisher.method, original.shape)
         with timing("protect"):
             result = _protect_pixels(publisher, original, name)
             png = result.png()
@@ -414,7 +434,7 @@ class ProtectService:
 
     def _attribute(self, upload: bytes, protected: np.ndarray, name: str) -> dict[str, Any]:
         # the upload as a file, decoded like the model's training files (and like `privattrib attribute`)
-        before = self.attributor.predict_encoded(upload, name)
+        before = self.attributor.predict_encoded(upload, name, max_pixels=self.max_pixels)  # decoded before
         after, = self.attributor.predict([protected], keys=[f"{name} (protected)"])
         return {"before": before.to_dict(), "after": after.to_dict(), "model": self._attribution_info()}
 
@@ -595,13 +615,15 @@ def _file_name(path: Any) -> str | None:
     return None if path is None else Path(str(path)).name or str(path)
 
 
-#: An absolute path in a sentence: the directories before its last part.
-_DIRECTORIES = re.compile(r"(?<![\w.~])/(?:[^\s/'\"]+/)+(?=[^\s/'\"])")
+#: The directories of a path in a sentence: absolute (``/srv/x/``), home (``~/x/``) or relative
+#: to here (``../x/``, ``./x/``); not a URL's (``https://host/a/``), nor "and/or" or "1/2".
+_DIRECTORIES = re.compile(r"(?<![\w.~:/])(?:~|\.{1,2})?/(?:[^\s/'\"]+/)+(?=[^\s/'\"])")
 
 
 def _without_directories(text: str | None) -> str | None:
-    """A sentence about a model with every absolute path cut to its last part: the page names
-    files, never where they lie on the server."""
+    """A sentence about a model with every absolute, home or dot-relative path cut to its last
+    part: the page names files, not where they lie on the server. (Bare relative paths such as
+    ``runs/x`` cannot be told from prose and stay.)"""
     return None if text is None else _DIRECTORIES.sub("", text)
 
 
