@@ -78,17 +78,12 @@ def _rank_k_rebuild_cpu(planes: np.ndarray, z: np.ndarray, k: int) -> np.ndarray
 
     h, w = planes.shape[-2:]
     if _uses_truncated_svd(k, h, w):
-        from threadpoolctl import threadpool_limits
-
         flat, z_flat = planes.reshape(-1, h, w), z.reshape(-1, k)
         out = np.empty(flat.shape, dtype=np.uint8)
-        # one BLAS thread, as for torch's SVDs: the pool above runs one image per core, and the
-        # singular vectors ARPACK picks for tied values must not depend on the thread count
-        with threadpool_limits(limits=1, user_api="blas"):
-            for i, plane in enumerate(flat):
-                u, s, vt = _top_k_svd(plane.astype(np.float64) / 255.0, k)
-                rebuilt = (u * (s + z_flat[i])) @ vt
-                out[i] = np.rint(np.clip(rebuilt, 0.0, 1.0) * 255.0)
+        for i, plane in enumerate(flat):
+            u, s, vt = _top_k_svd(plane.astype(np.float64) / 255.0, k)
+            rebuilt = (u * (s + z_flat[i])) @ vt
+            out[i] = np.rint(np.clip(rebuilt, 0.0, 1.0) * 255.0)
         return out.reshape(planes.shape)
     a = torch.from_numpy(planes.astype(np.float64) / 255.0)
     u, s, vt = torch.linalg.svd(a, full_matrices=False)
@@ -114,6 +109,7 @@ def svd_mp_numpy(x: np.ndarray, layout: str, k: int, epsilon: float, streams: np
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
+    from threadpoolctl import threadpool_limits
 
     planes = x.transpose(0, 3, 1, 2) if layout == "nhwc" else x  # (N, C, H, W) view
     n, c, h, w = planes.shape
@@ -129,6 +125,9 @@ def svd_mp_numpy(x: np.ndarray, layout: str, k: int, epsilon: float, streams: np
     workers = torch.get_num_threads()
     previous = workers
     torch.set_num_threads(1)
+    # one BLAS thread for ARPACK too (the top-k path only: the full path is torch's); the limit
+    # is process-wide, so it is set once here around the pool, not by each worker
+    blas = threadpool_limits(limits=1, user_api="blas") if _uses_truncated_svd(k, h, w) else None
     try:
         if workers > 1 and len(chunks) > 1:
             with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -138,6 +137,8 @@ def svd_mp_numpy(x: np.ndarray, layout: str, k: int, epsilon: float, streams: np
                 work(sl)
     finally:
         torch.set_num_threads(previous)
+        if blas is not None:
+            blas.restore_original_limits()
     return np.ascontiguousarray(out.transpose(0, 2, 3, 1)) if layout == "nhwc" else out
 
 
