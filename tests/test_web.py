@@ -395,6 +395,8 @@ def test_serve_refuses_bad_options_before_starting(tmp_path):
     assert code == 2 and "model not found" in out
     code, out = run("--host", "0.0.0.0", "--port", free, "--model", tmp_path / "m.pt")
     assert code == 2 and "WARNING: listening on 0.0.0.0, not on this computer only" in out
+    code, out = run("--port", free, "--device", "warp")  # refused before any model loads
+    assert code == 2 and "'warp' is not a device" in out
 
 
 def test_reid_compares_the_largest_protected_face_box_when_faces_were_protected():

@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from privattrib.cli.options import device_option
+
 
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -59,7 +61,7 @@ def register(app: typer.Typer) -> None:
         max_megapixels: float = typer.Option(24.0, min=0.0001, help="Largest image accepted (megapixels)."),
         max_waiting: int = typer.Option(4, min=0, help="Photos that may wait while one is protected; more are "
                                         "refused (503, 'busy') instead of held in memory."),
-        device: str = typer.Option("auto", help="Where the models run: auto | cpu | cuda."),
+        device: str = device_option(help="where the models run"),
     ) -> None:
         """Serve the web page on this computer: upload a photo, pick a method and its parameters, see
         both images, PSNR/SSIM, attribution before and after, and the re-identification risk;
@@ -111,8 +113,10 @@ def register(app: typer.Typer) -> None:
                 console.print(f"[dim]model: {note}[/dim]")
         if service.gallery is not None:
             g = service.gallery
-            console.print(f"identity gallery: {len(g.people)} people, held-out accuracy "
-                          f"{g.held_out_accuracy:.1%} (chance {g.chance:.1%})"
+            held_out = ("none held out (nobody has two photos)" if g.held_out_accuracy is None
+                        else f"{g.held_out_accuracy:.1%}")
+            console.print(f"identity gallery: {len(g.people)} people, held-out accuracy {held_out} "
+                          f"(chance {g.chance:.1%})"
                           + (" [dim](model from the cache)[/dim]" if g.from_cache else ""))
         service.warm_up()
         allowed = (*LOOPBACK_HOSTS, host) if loopback else None
