@@ -65,6 +65,9 @@ def test_a_busy_core_leaves_one_thread_and_a_free_machine_all_of_them(monkeypatc
     assert fit_threads(force=True) == 2 and torch.get_num_threads() == 2
     _fake_counters(monkeypatch, others_cores=5.0)  # far more work than cores: still one thread
     assert fit_threads(force=True) == 1
+    _fake_counters(monkeypatch, others_cores=0.2)
+    assert fit_threads("cuda:0", force=True) == 1 and torch.get_num_threads() == 1  # a GPU loop: left alone
+    assert fit_threads(torch.device("cpu"), force=True) == 2
 
 
 def test_never_above_torchs_count_at_the_first_call(monkeypatch):

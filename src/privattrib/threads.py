@@ -31,6 +31,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["MIN_INTERVAL_S", "available_cores", "fit_threads", "pin_threads", "threads_pinned", "CpuSample"]
 
@@ -169,16 +170,20 @@ def pin_threads(n: int | None) -> None:
         _GOVERNOR.last_set = torch.get_num_threads()
 
 
-def fit_threads(force: bool = False) -> int:
+def fit_threads(device: Any = None, force: bool = False) -> int:
     """Set torch's (and OpenCV's) CPU threads to the cores other processes leave free, at most once
     a second; returns the thread count in force.
 
     Args:
+        device: where the caller computes; for anything but the CPU nothing is done (a GPU loop
+            needs its host threads as they are).
         force: read the counters now even if the last reading is recent (a fresh window of
             about 50 ms is measured when there is none).
     """
     import torch
 
+    if device is not None and torch.device(device).type != "cpu":
+        return torch.get_num_threads()
     pinned = threads_pinned()
     if pinned is not None:
         if torch.get_num_threads() != pinned:

@@ -477,8 +477,7 @@ def _train_epoch(model: nn.Module, step_model: nn.Module, optimizer: torch.optim
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     for start in range(0, n, config.batch_size):
-        if device.type == "cpu":
-            fit_threads()  # follow the cores other processes leave free (rate-limited, cheap)
+        fit_threads(device)  # follow the cores other processes leave free (rate-limited, cheap)
         stop = min(n, start + config.batch_size)
         idx = perm_d[start + rank:stop:world]
         x_u8 = _gather(setup.images, idx, device)
@@ -570,8 +569,7 @@ def evaluate_logits(
     out = []
     try:
         for start in range(0, len(images), batch_size):
-            if device.type == "cpu":
-                fit_threads()
+            fit_threads(device)
             chunk = images[start:start + batch_size]
             if chunk.device != device:
                 chunk = chunk.to(device, non_blocking=True)

@@ -162,8 +162,7 @@ def train_reconstructor(
             order = torch.randperm(n, generator=generator).to(dev)
             total = 0.0
             for start in range(0, n, batch):
-                if dev.type == "cpu":
-                    fit_threads()  # follow the cores other processes leave free (rate-limited, cheap)
+                fit_threads(dev)  # follow the cores other processes leave free (rate-limited, cheap)
                 idx = order[start:start + batch]
                 x, y = _to_float(x_all[idx]), _to_float(y_all[idx])
                 if cfg["hflip"]:

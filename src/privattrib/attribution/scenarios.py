@@ -220,8 +220,7 @@ def obfuscate_images(
         raise ValueError(f"{len(src)} images but {len(keys)} keys")
     out = torch.empty(src.shape, dtype=torch.uint8, device=device)
     for start in range(0, len(src), chunk):
-        if device.type == "cpu":
-            fit_threads()
+        fit_threads(device)
         part = src[start:start + chunk].to(device)
         result = obfuscation(part, seed=seed, keys=list(keys[start:start + chunk]))
         result = as_uint8_tensor(result, f"output of {getattr(obfuscation, 'spec', obfuscation)!r}")

@@ -536,8 +536,7 @@ def _loop(trainer: _Trainer, data: torch.Tensor, run_dir: Path, start: int, elap
         task = bar.add_task(f"{cfg['arch']} {cfg['size']}px", total=cfg["steps"], completed=start, info="")
         try:
             while step < cfg["steps"]:
-                if trainer.device.type == "cpu":
-                    fit_threads()  # follow the cores other processes leave free (rate-limited, cheap)
+                fit_threads(trainer.device)  # follow the cores other processes leave free (rate-limited, cheap)
                 ld, lg = trainer.step(data, step)
                 step += 1
                 sum_d += ld
