@@ -304,44 +304,66 @@ class Surrogate:
 
 
 _SURROGATES: "OrderedDict[tuple, Surrogate]" = OrderedDict()
+#: Checkpoints kept per process (per file, its version and the device).
+_LOADED_PER_KIND = 8
+
+
+def _load_once(cache: OrderedDict, path: str | os.PathLike, device, missing: str, build) -> Any:
+    """``build(data, sha256, resolved path)`` of the checkpoint at ``path``, its bytes read once
+    (the hash and ``torch.load`` come from the same read) and kept in ``cache`` by path, mtime,
+    size and device, least recently used out first; ``missing`` is the error for a path that is
+    not a file."""
+    import torch
+
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.is_file():
+        raise ValueError(missing)
+    stat = resolved.stat()
+    key = (str(resolved), stat.st_mtime_ns, stat.st_size, str(torch.device(device)))
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    data = resolved.read_bytes()
+    cache[key] = build(data, hashlib.sha256(data).hexdigest(), resolved)
+    while len(cache) > _LOADED_PER_KIND:
+        cache.popitem(last=False)
+    return cache[key]
+
+
+def _torch_load(data: bytes) -> dict:
+    import io
+
+    import torch
+
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
 def load_surrogate(path: str | os.PathLike, device="cpu") -> Surrogate:
     """Load a checkpoint of :func:`privattrib.attribution.models.save_classifier` once per process
     and device (reloaded when the file changes), in eval mode with frozen weights."""
-    import torch
 
-    from privattrib.attribution.models import load_classifier
+    def build(data: bytes, sha256: str, resolved: Path) -> Surrogate:
+        from privattrib.attribution.models import classifier_from_checkpoint
 
-    resolved = Path(path).expanduser().resolve()
-    if not resolved.is_file():
-        raise ValueError(f"adv: model={path}: no such checkpoint (make one with `privattrib adv surrogate` "
-                         "or privattrib.attribution.models.save_classifier)")
-    stat = resolved.stat()
-    key = (str(resolved), stat.st_mtime_ns, stat.st_size, str(torch.device(device)))
-    if key in _SURROGATES:
-        _SURROGATES.move_to_end(key)
-        return _SURROGATES[key]
-    try:
-        blob = torch.load(resolved, map_location="cpu", weights_only=True)
-        model = load_classifier(resolved, device)
-    except Exception:  # a file that is not a classifier checkpoint: say so, not a traceback (nor its bytes)
-        raise ValueError(f"adv: model={path} is not a classifier checkpoint of privattrib") from None
-    for p in model.parameters():
-        p.requires_grad_(False)
-    model.eval()
-    config, extra = blob.get("config", {}), blob.get("extra") or {}
-    names = extra.get("class_names")
-    surrogate = Surrogate(model=model, path=str(resolved), sha256=hashlib.sha256(resolved.read_bytes()).hexdigest(),
-                          arch=str(config.get("arch")), num_classes=int(config.get("num_classes", 0)),
-                          image_size=int(config.get("image_size", 0)), in_channels=int(config.get("in_channels", 0)),
-                          class_names=tuple(map(str, names)) if names else None, task=extra.get("task"),
-                          height=int(config.get("height") or config.get("image_size", 0)),
-                          split=extra.get("split") if isinstance(extra.get("split"), dict) else None)
-    _SURROGATES[key] = surrogate
-    while len(_SURROGATES) > 8:
-        _SURROGATES.popitem(last=False)
-    return surrogate
+        try:
+            blob = _torch_load(data)
+            model = classifier_from_checkpoint(blob).to(device)
+        except Exception:  # a file that is not a classifier checkpoint: say so, not a traceback (nor its bytes)
+            raise ValueError(f"adv: model={path} is not a classifier checkpoint of privattrib") from None
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model.eval()
+        config, extra = blob.get("config", {}), blob.get("extra") or {}
+        names = extra.get("class_names")
+        return Surrogate(model=model, path=str(resolved), sha256=sha256,
+                         arch=str(config.get("arch")), num_classes=int(config.get("num_classes", 0)),
+                         image_size=int(config.get("image_size", 0)), in_channels=int(config.get("in_channels", 0)),
+                         class_names=tuple(map(str, names)) if names else None, task=extra.get("task"),
+                         height=int(config.get("height") or config.get("image_size", 0)),
+                         split=extra.get("split") if isinstance(extra.get("split"), dict) else None)
+
+    return _load_once(_SURROGATES, path, device, f"adv: model={path}: no such checkpoint (make one with `privattrib "
+                      "adv surrogate` or privattrib.attribution.models.save_classifier)", build)
 
 
 # --------------------------------------------------------------------------- the method
@@ -734,25 +756,17 @@ _GENERATORS: "OrderedDict[tuple, tuple[PerturbationGenerator, dict]]" = OrderedD
 
 def load_generator(path: str | os.PathLike, device="cpu") -> tuple[PerturbationGenerator, dict]:
     """A generator checkpoint of :func:`train_perturbation_generator`, loaded once per process and device."""
-    import torch
 
-    resolved = Path(path).expanduser().resolve()
-    if not resolved.is_file():
-        raise ValueError(f"adv-gen: model={path}: no such generator (make one with `privattrib adv train-generator`)")
-    stat = resolved.stat()
-    key = (str(resolved), stat.st_mtime_ns, stat.st_size, str(torch.device(device)))
-    if key not in _GENERATORS:
+    def build(data: bytes, sha256: str, resolved: Path) -> tuple[PerturbationGenerator, dict]:
         try:
-            blob = torch.load(resolved, map_location="cpu", weights_only=True)
+            blob = _torch_load(data)
             gen = PerturbationGenerator.from_state(blob["generator"], device)
         except Exception as exc:  # noqa: BLE001 - a wrong file: say what it is not
             raise ValueError(f"adv-gen: model={path} is not a perturbation generator of privattrib ({exc})") from None
-        meta = {k: v for k, v in blob.items() if k != "generator"}
-        meta["sha256"] = hashlib.sha256(resolved.read_bytes()).hexdigest()
-        _GENERATORS[key] = (gen, meta)
-        while len(_GENERATORS) > 8:
-            _GENERATORS.popitem(last=False)
-    return _GENERATORS[key]
+        return gen, {**{k: v for k, v in blob.items() if k != "generator"}, "sha256": sha256}
+
+    return _load_once(_GENERATORS, path, device, f"adv-gen: model={path}: no such generator (make one with "
+                      "`privattrib adv train-generator`)", build)
 
 
 @register_method
