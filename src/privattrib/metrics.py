@@ -30,6 +30,7 @@ __all__ = [
     "per_class_accuracy",
     "accuracy",
     "laundering_rate",
+    "class_figures",
 ]
 
 _DATA_RANGE = 255.0
@@ -359,3 +360,13 @@ def laundering_rate(y_true: Any, y_pred: Any, real_class: int = 0) -> float:
         raise ValueError(f"y_true and y_pred differ in length: {t.shape[0]} vs {p.shape[0]}")
     fake = t != real_class
     return float(np.mean(p[fake] == real_class)) if fake.any() else float("nan")
+
+
+def class_figures(y_true: Any, y_pred: Any, class_names: list[str]) -> dict[str, Any]:
+    """Accuracy, per-class accuracy (by class name) and the confusion matrix (rows = true class,
+    as a list) of integer predictions over ``class_names``."""
+    cm = confusion_matrix(y_true, y_pred, len(class_names))
+    per_class = per_class_accuracy(cm)
+    return {"accuracy": accuracy(y_true, y_pred),
+            "per_class_accuracy": {name: float(per_class[i]) for i, name in enumerate(class_names)},
+            "confusion_matrix": cm.tolist()}

@@ -383,17 +383,10 @@ def _calibrate_and_test(model, data, config, amp) -> tuple[float, dict, dict]:
         "reliability_after": _jsonable_bins(cal.reliability_bins(after, y_test)),
     }
     pred = test_logits.argmax(1)
-    k = len(class_names)
-    cm = metrics.confusion_matrix(y_test, pred, k)
-    per_class_acc = metrics.per_class_accuracy(cm)
-    real_index = class_names.index(REAL_CLASS)
-    fake = y_test != real_index
     test_metrics = {
-        "accuracy": metrics.accuracy(y_test, pred),
-        "per_class_accuracy": {name: float(per_class_acc[i]) for i, name in enumerate(class_names)},
-        "confusion_matrix": cm.tolist(),
-        "chance": 1.0 / k,
-        "laundering_rate": metrics.laundering_rate(y_test[fake], pred[fake], real_index),
+        **metrics.class_figures(y_test, pred, class_names),
+        "chance": 1.0 / len(class_names),
+        "laundering_rate": metrics.laundering_rate(y_test, pred, class_names.index(REAL_CLASS)),
         "n_test": int(len(test)),
         "note": "accuracy on the held-out test split (identity-disjoint from training for CelebA-like sources)",
     }

@@ -371,13 +371,9 @@ def _prediction_figures(labels: np.ndarray, pred: np.ndarray, pred_orig: np.ndar
     from privattrib import metrics
 
     real_index = class_names.index(real_class)
-    cm = metrics.confusion_matrix(labels, pred, len(class_names))
-    per_class = metrics.per_class_accuracy(cm)
     chance, chance_rule = _chance(labels, len(class_names))
     return {
-        "accuracy": metrics.accuracy(labels, pred),
-        "per_class_accuracy": {name: float(per_class[i]) for i, name in enumerate(class_names)},
-        "confusion_matrix": cm.tolist(),
+        **metrics.class_figures(labels, pred, class_names),
         "class_names": list(class_names),
         "laundering_rate": metrics.laundering_rate(labels[mask], pred[mask], real_index),
         "chance": chance,
