@@ -561,14 +561,13 @@ def build_service(
 # ------------------------------------------------------------------------------------ helpers
 
 def _utility(original: np.ndarray, protected: np.ndarray) -> dict[str, float | None]:
-    from privattrib.metrics import mse, psnr_from_mse, ssim
+    from privattrib.metrics import mean_utility
 
-    h, w = original.shape[:2]
-    error = float(mse(original, protected))
-    return {"mse": error,
-            "psnr": float(psnr_from_mse(error)) if error > 0 else None,  # identical images: JSON has no infinity
-            "identical": error == 0,
-            "ssim": float(ssim(original, protected)) if min(h, w) >= 11 else None}
+    u = mean_utility(original[None], protected[None])  # SSIM only where its 11-pixel window fits
+    return {"mse": u["mse"],
+            "psnr": u["psnr"] if u["mse"] > 0 else None,  # identical images: JSON has no infinity
+            "identical": u["mse"] == 0,
+            "ssim": u.get("ssim")}
 
 
 def _json_ready(obj: Any) -> Any:
