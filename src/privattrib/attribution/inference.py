@@ -43,7 +43,6 @@ ATTRIBUTOR_FORMAT = 1
 #: The model name that :func:`load_attributor` resolves to the built-in demo model.
 DEMO_MODEL = "demo"
 _REAL_CLASS = "real"
-_CELEBA_ALIGNED = (218, 178)  # (H, W) of an aligned CelebA image
 
 
 class AttributorError(ValueError):
@@ -169,10 +168,10 @@ class Attributor:
     # -- preparing images -----------------------------------------------------------------
 
     def _preprocess(self, height: int, width: int):
-        from privattrib.data.preprocess import Preprocess
+        from privattrib.data.preprocess import CELEBA_ALIGNED_SIZE, Preprocess
 
         if self.crop == "yu2019":
-            crop = "yu2019" if (height, width) == _CELEBA_ALIGNED else "center"
+            crop = "yu2019" if (width, height) == CELEBA_ALIGNED_SIZE else "center"
         else:
             crop = self.crop
         return Preprocess(size=(self.image_size, self.image_size), crop=crop, channels=self.in_channels,
