@@ -126,3 +126,47 @@ def lazy_exports(package: str, exports: dict[str, str]):
         return sorted(set(exports) | set(sys.modules[package].__dict__))
 
     return __getattr__, __dir__
+
+
+class ProgressBar:
+    """A rich progress bar on stderr (or a task on the caller's ``rich.progress.Progress``), or
+    nothing: ``with ProgressBar(progress, total, "training") as bar: bar.advance(n)``.
+
+    Args:
+        progress: True for an own bar, a started ``rich.progress.Progress`` to add a task to, or
+            False/None for none.
+    """
+
+    def __init__(self, progress: Any, total: int, description: str) -> None:
+        self._own = None
+        self._progress = None
+        if progress is True:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self._own = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                 console=Console(stderr=True), transient=True)
+            self._progress = self._own
+        elif progress not in (False, None):
+            self._progress = progress  # a rich Progress owned (started) by the caller
+        self._task = None
+        if self._progress is not None:
+            self._task = self._progress.add_task(description, total=total, info="")
+
+    def __enter__(self) -> "ProgressBar":
+        if self._own is not None:
+            self._own.start()
+        return self
+
+    def advance(self, steps: int = 1, info: str | None = None) -> None:
+        if self._task is not None:
+            kwargs = {} if info is None else {"info": info}
+            self._progress.update(self._task, advance=steps, **kwargs)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._own is not None:
+            self._own.stop()
+        elif self._task is not None:
+            self._progress.remove_task(self._task)

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from privattrib.common import resolve_device
+from privattrib.common import ProgressBar, resolve_device
 from privattrib.threads import fit_threads
 
 __all__ = ["TrainConfig", "TrainResult", "BatchTransform", "train_classifier", "predict", "evaluate_logits", "as_uint8_tensor"]
@@ -224,44 +224,6 @@ def _gather(images: torch.Tensor, index: torch.Tensor, device: torch.device) -> 
     return batch.to(device, non_blocking=True)
 
 
-class _Progress:
-    """A rich progress bar (or the caller's ``rich.progress.Progress``), or nothing."""
-
-    def __init__(self, progress: Any, total: int, description: str) -> None:
-        self._own = None
-        self._progress = None
-        if progress is True:
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
-
-            self._own = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                 console=Console(stderr=True), transient=True)
-            self._progress = self._own
-        elif progress not in (False, None):
-            self._progress = progress  # a rich Progress owned (started) by the caller
-        self._task = None
-        if self._progress is not None:
-            self._task = self._progress.add_task(description, total=total, info="")
-
-    def __enter__(self) -> "_Progress":
-        if self._own is not None:
-            self._own.start()
-        return self
-
-    def advance(self, steps: int = 1, info: str | None = None) -> None:
-        if self._task is not None:
-            kwargs = {} if info is None else {"info": info}
-            self._progress.update(self._task, advance=steps, **kwargs)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._own is not None:
-            self._own.stop()
-        elif self._task is not None:
-            self._progress.remove_task(self._task)
-
-
 #: ``batch_transform(batch, labels, index, epoch, model) -> batch``: called on every training batch
 #: before flips and scaling. ``batch`` is uint8 B x C x H x W on the training device, ``index`` the
 #: batch's rows in the training set (on the device of the images), ``epoch`` counts from 1 and
@@ -344,7 +306,7 @@ def train_classifier(
     rng_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else []
     with torch.random.fork_rng(devices=rng_devices), \
-            _Progress(progress, config.epochs * math.ceil(n / config.batch_size), description) as bar:
+            ProgressBar(progress, config.epochs * math.ceil(n / config.batch_size), description) as bar:
         # (each rank its own stream, so the ranks' dropout masks differ; rank 0's is the one-process one)
         torch.manual_seed((int(config.seed) * 0x9E3779B1 + 0x7F4A7C15 + setup.rank * 0x632BE5AB) % 2**63)
         for epoch in range(1, config.epochs + 1):
@@ -463,7 +425,7 @@ def _all_reduce_sum(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 def _train_epoch(model: nn.Module, step_model: nn.Module, optimizer: torch.optim.Optimizer, setup: _Setup,
                  config: TrainConfig, generator: torch.Generator, epoch: int,
-                 batch_transform: BatchTransform | None, bar: "_Progress") -> tuple[torch.Tensor, torch.Tensor]:
+                 batch_transform: BatchTransform | None, bar: "ProgressBar") -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over the training set in a seeded order; returns the summed loss and the number of
     correct predictions as device tensors (read once by the caller). Under DDP this rank's share:
     positions ``rank::world`` of every global batch."""

@@ -36,6 +36,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from privattrib.common import ProgressBar
+
 __all__ = ["Attribution", "Attributor", "AttributorError", "load_attributor", "ATTRIBUTOR_FORMAT", "DEMO_MODEL"]
 
 #: Version of the ``attributor`` block that ``train-attributor`` writes into a checkpoint.
@@ -292,13 +294,13 @@ class Attributor:
             raise ValueError(f"{len(images)} images but {len(modes)} modes")
         batch_size = _check_batch_size(batch_size)
         out: list[Attribution] = []
-        with _progress(progress, len(images)) as advance:
+        with ProgressBar(progress and len(images) > 0, len(images), "attributing") as bar:
             for start in range(0, len(images), batch_size):
                 stop = start + batch_size
                 prepared = [self._prepare_array(img, key, mode)
                             for img, key, mode in zip(images[start:stop], keys[start:stop], modes[start:stop])]
                 out += self._attribute(prepared, keys[start:stop], batch_size)
-                advance(len(prepared))
+                bar.advance(len(prepared))
         return out
 
     def predict_encoded(self, data: bytes, key: str = "<bytes>", *, max_pixels: int | None = None) -> Attribution:
@@ -358,12 +360,13 @@ class Attributor:
 
         out: list[Attribution] = []
         skipped: list[Skipped] = []
-        with ThreadPoolExecutor(max_workers=workers) as pool, _progress(progress, len(paths)) as advance:
+        with ThreadPoolExecutor(max_workers=workers) as pool, \
+                ProgressBar(progress and len(paths) > 0, len(paths), "attributing") as bar:
             for chunk in _prefetched(pool, load, list(zip(paths, keys)), batch_size):
                 ready = [(p, key) for p, key in chunk if isinstance(p, _Prepared)]
                 skipped += [p for p, _ in chunk if not isinstance(p, _Prepared)]
                 out += self._attribute([p for p, _ in ready], [key for _, key in ready], batch_size)
-                advance(len(chunk))
+                bar.advance(len(chunk))
         return out, skipped
 
     # -- describing -----------------------------------------------------------------------
@@ -434,31 +437,6 @@ def _prefetched(pool: ThreadPoolExecutor, fn: Any, items: list, size: int, ahead
             pending.append([pool.submit(fn, x) for x in chunks[following]])
             following += 1
         yield [f.result() for f in futures]
-
-
-class _progress:
-    """``with _progress(enabled, total) as advance: advance(n)``: a rich bar on stderr, or nothing."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self._bar = None
-        if enabled and total:
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-
-            self._bar = Progress(TextColumn("attributing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-            self._task = self._bar.add_task("images", total=total)
-
-    def __enter__(self):
-        if self._bar is None:
-            return lambda n: None
-        self._bar.start()
-        return lambda n: self._bar.advance(self._task, n)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 # --------------------------------------------------------------------------------------------
