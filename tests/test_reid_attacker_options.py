@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from privattrib.attacks.reid import (fresh_noise_transform, obfuscate_once, obfuscate_releases, release_keys,
-                                     run_reid_cell)
+from privattrib.attacks.reid import (fresh_noise_transform, mean_and_first_release, obfuscate_once,
+                                     obfuscate_releases, release_keys, run_reid_cell)
 from privattrib.attribution.models import make_classifier
 from privattrib.data import LabeledImages, select_even_light, synthetic_faces, yaleb_light_angles
 from privattrib.obfuscation import make
@@ -97,6 +97,15 @@ def test_one_release_is_the_once_per_image_release_and_plain_methods_do_not_aver
     assert torch.equal(obfuscate_releases(pix, faces.images, faces.keys, seed=4, releases=5, device="cpu"), once)
     assert len(pix.keys) == len(faces)  # no noise: computed once, not five times
     assert release_keys(["a"], 2, 7) == ["a|epoch=7|release=2"] and release_keys(["a"]) == ["a"]
+
+
+def test_the_first_release_comes_with_the_mean_without_a_second_run(faces):
+    dp = KeyLog(DP)
+    mean, first = mean_and_first_release(dp, faces.images, faces.keys, seed=4, releases=3, device="cpu")
+    assert len(dp.keys) == 3 * len(faces)  # three releases, release 0 among them, each once
+    assert torch.equal(first, obfuscate_once(DP, faces, seed=4, device="cpu"))
+    assert torch.equal(mean, obfuscate_releases(DP, faces.images, faces.keys, seed=4, releases=3, device="cpu"))
+    assert not torch.equal(mean, first)
 
 
 def test_the_row_records_the_attacker_and_the_epoch_curve(faces):

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from privattrib.attacks import models as _models  # noqa: F401  (registers mcpherson2016)
-from privattrib.common import atomic_torch_save, atomic_write_text, resolve_device, stable_hash
+from privattrib.common import atomic_torch_save, atomic_write_text, file_lock, resolve_device, stable_hash
 from privattrib.attribution.scenarios import obfuscate_images
 from privattrib.data.dataset import LabeledImages
 from privattrib.training import as_uint8_tensor
@@ -201,21 +201,44 @@ def obfuscate_releases(
     Returns:
         uint8 tensor N x C x H x W on ``device``.
     """
+    return mean_and_first_release(obfuscation, images, keys, seed, releases, epoch=epoch, device=device,
+                                  batch_size=batch_size)[0]
+
+
+def mean_and_first_release(
+    obfuscation,
+    images: torch.Tensor | np.ndarray,
+    keys,
+    seed: int,
+    releases: int = 1,
+    *,
+    epoch: int | None = None,
+    device: str | torch.device = "auto",
+    batch_size: int = 2048,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`obfuscate_releases` and, beside it, release 0 alone (what the readers of one
+    publication see), without obfuscating release 0 twice (for ``adv`` that is a second PGD run).
+
+    Returns:
+        (the mean of the releases, release 0): uint8 tensors N x C x H x W on ``device``, the same
+        tensor when there is one release.
+    """
     releases = _check_releases("releases", releases)
     ob = _make(obfuscation)
     dev = resolve_device(device)
     if _is_identity(ob):
-        return as_uint8_tensor(images).to(dev)
+        clean = as_uint8_tensor(images).to(dev)
+        return clean, clean
     if not getattr(ob, "randomized", True):
         releases = 1
     keys = list(keys)
+    first = obfuscate_images(ob, images, release_keys(keys, 0, epoch), seed, dev, chunk=batch_size)
     if releases == 1:
-        return obfuscate_images(ob, images, release_keys(keys, 0, epoch), seed, dev, chunk=batch_size)
-    total = None
-    for release in range(releases):
-        one = obfuscate_images(ob, images, release_keys(keys, release, epoch), seed, dev, chunk=batch_size)
-        total = one.to(torch.int32) if total is None else total.add_(one)
-    return torch.round(total.to(torch.float64) / releases).to(torch.uint8)
+        return first, first
+    total = first.to(torch.int32)
+    for release in range(1, releases):
+        total.add_(obfuscate_images(ob, images, release_keys(keys, release, epoch), seed, dev, chunk=batch_size))
+    return torch.round(total.to(torch.float64) / releases).to(torch.uint8), first
 
 
 def fresh_noise_transform(obfuscation, keys, seed: int, releases: int = 1):
@@ -352,6 +375,9 @@ def _replace_last_linear(model: torch.nn.Module, num_classes: int, seed: int) ->
         torch.manual_seed(seed)
         fresh = torch.nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
     setattr(parent, child, fresh.to(old.weight.device, old.weight.dtype))
+    config = getattr(model, "classifier_config", None)
+    if isinstance(config, dict):  # a checkpoint saved from it must rebuild the new head, not the old one
+        model.classifier_config = {**config, "num_classes": int(num_classes)}
 
 
 def _resolve_arch_cfg(arch_cfg: dict | str | None) -> dict:
@@ -499,6 +525,14 @@ def clean_identity_classifier(
     key = stable_hash(identity, length=20)
     path = Path(work_dir) / f"reid-clean-{cfg['arch']}-{key}.pt" if work_dir is not None else None
     dev = resolve_device(device)
+    if path is None:
+        return _clean_identity_classifier(train, cfg, seed, None, dev, progress, others)
+    # grid shards that need the same model at once: one trains it, the others wait and load it
+    with file_lock(path.with_suffix(".lock")):
+        return _clean_identity_classifier(train, cfg, seed, path, dev, progress, others)
+
+
+def _clean_identity_classifier(train, cfg, seed, path, dev, progress, others) -> tuple[torch.nn.Module, bool]:
     if path is not None and path.exists():
         state = torch.load(path, map_location="cpu", weights_only=False)
         arch, options, _ = _split_cfg(cfg, seed, dev)
@@ -543,11 +577,17 @@ def train_reid_surrogate(
     max_identities: int | None = None,
     device: str | torch.device = "auto",
     progress: bool = False,
+    pretrain_others: bool = False,
 ) -> Path:
     """The surrogate of ``adv:target=reid`` for the split of ``seed``: an identity classifier
     trained on the CLEAN training images of that split (the people the protector knows, from
     photos other than the ones he will publish), with its own weight seed ``surrogate_seed``, so
     that the grid's own classifiers of the same split (seed ``seed``) are independent models of it.
+
+    With ``pretrain_others`` it is first trained on the clean images of the people outside the
+    split (as ``run_reid_cell(pretrain="others")`` trains the attacker): with a few photos per
+    person (CelebA's 4) a network trained from scratch recognises almost nobody, and a perturbation
+    against it would measure nothing.
 
     Writes a checkpoint of :func:`privattrib.attribution.models.save_classifier` with
     ``class_names``, ``task="reid"`` and the split beside it.
@@ -559,14 +599,18 @@ def train_reid_surrogate(
 
     if int(surrogate_seed) == int(seed):
         raise ValueError("surrogate_seed must differ from seed: the grid's own classifiers use the cell seed")
-    train, _ = split_identity_set(identity_set, train_per_identity, test_per_identity, seed=seed,
-                                  max_identities=max_identities)
+    train, test = split_identity_set(identity_set, train_per_identity, test_per_identity, seed=seed,
+                                     max_identities=max_identities)
+    others = other_people(identity_set, train, test) if pretrain_others else None
     model = train_identity_classifier(train.images, train.labels, train.num_classes, arch_cfg=arch_cfg,
-                                      seed=int(surrogate_seed), device=device, progress=progress)
+                                      seed=int(surrogate_seed), device=device, progress=progress,
+                                      pretrain_on=(others.images, others.labels, others.num_classes)
+                                      if others is not None else None)
     split = {"seed": int(seed), "train_per_identity": train_per_identity, "test_per_identity": test_per_identity,
              "max_identities": max_identities, "train_keys": stable_hash(list(map(str, train.keys)), 20),
              # the keys themselves: a cell can then refuse a surrogate that saw its test faces
-             "train_key_list": [str(k) for k in train.keys]}
+             "train_key_list": [str(k) for k in train.keys],
+             "pretrained_on_others": len(others) if others is not None else 0}
     return save_classifier(model, path, extra={"task": "reid", "class_names": list(train.class_names),
                                                "weights_seed": int(surrogate_seed), "split": split,
                                                "arch_cfg": _resolve_arch_cfg(arch_cfg)})
@@ -671,7 +715,7 @@ def run_reid_cell(
                                      max_identities=max_identities)
     check_surrogate_split(ob, test)
     others = other_people(identity_set, train, test) if pretrain == "others" else None
-    obf_test = obfuscate_releases(ob, test.images, test.keys, seed, test_releases, device=dev)
+    obf_test, one_release = mean_and_first_release(ob, test.images, test.keys, seed, test_releases, device=dev)
     curve = None
     if variant == "retrain":
         result = _train_retrain_attacker(ob, train, others, obf_test, test, cfg, seed, dev, progress,
@@ -726,8 +770,7 @@ def run_reid_cell(
     row.update({f"{k}_obfuscated": v for k, v in utility(test.images, obf_test).items()})
     if test_releases > 1 and not _is_identity(ob):
         # what the publisher's readers see is one release, not the attacker's average of several
-        one = obfuscate_releases(ob, test.images, test.keys, seed, 1, device=dev)
-        row.update({f"{k}_one_release": v for k, v in utility(test.images, one).items()})
+        row.update({f"{k}_one_release": v for k, v in utility(test.images, one_release).items()})
     row.update(surrogate_figures(ob, obf_test, test.labels, dev))
     row["wall_s"] = time.perf_counter() - start
     return row

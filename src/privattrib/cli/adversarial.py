@@ -55,6 +55,9 @@ def reid_surrogate_command(
     arch: str = typer.Option("mcpherson2016", help="identity classifier (mcpherson2016, resnet18, ...)"),
     train_per_identity: int = typer.Option(8), test_per_identity: int = typer.Option(2),
     max_identities: Optional[int] = typer.Option(None),
+    pretrain_others: bool = typer.Option(False, "--pretrain-others", help="first train on the people left out "
+                                         "of the split (needs --max-identities below the set's people): with few "
+                                         "photos per person a surrogate from scratch recognises almost nobody"),
     size: int = typer.Option(32, help="image side in pixels after loading"),
     epochs: int = typer.Option(40), batch_size: int = typer.Option(32), lr: float = typer.Option(1e-3),
     device: str = device_option(help="where to train"),
@@ -69,7 +72,8 @@ def reid_surrogate_command(
         path = train_reid_surrogate(identity_set, out, seed=seed, surrogate_seed=surrogate_seed,
                                     arch_cfg={"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr},
                                     train_per_identity=train_per_identity, test_per_identity=test_per_identity,
-                                    max_identities=max_identities, device=device, progress=True)
+                                    max_identities=max_identities, device=device, progress=True,
+                                    pretrain_others=pretrain_others)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"surrogate: {path}")
