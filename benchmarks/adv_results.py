@@ -61,9 +61,14 @@ def reid_table(rows: list[dict]) -> str:
     transfer = sorted({r["arch"] for r in rows if r["arch"] != "mcpherson2016"})
     head = ["method", "PSNR dB", "SSIM", "surrogate (attacked)", "same network, other seed",
             *[f"{a} (other network)" for a in transfer], "retrained attacker", "seeds"]
-    lines = [f"Extended Yale B, {first['n_identities']} people, {first['n_train']} training / {first['n_test']} "
-             f"test images, {first['image_shape'][1]} px grey, chance {100 * first['chance']:.1f}%; top-1 "
-             "re-identification accuracy in %, mean ± std over seeds.", "",
+    pretrained = ""
+    if any(r.get("pretrain") for r in rows):
+        pretrained = (f" Every model, the surrogate too, first learned the {first['n_pretrain_identities']:,} "
+                      f"other people ({first['n_pretrain']:,} faces).")
+    lines = [f"{data_set_name(first)}, {first['n_identities']} people, {first['n_train']} training / "
+             f"{first['n_test']} test images, {first['image_shape'][1]} px "
+             f"{'grey' if first['image_shape'][0] == 1 else 'RGB'}, chance {100 * first['chance']:.1f}%; top-1 "
+             f"re-identification accuracy in %, mean ± std over seeds.{pretrained}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in methods:
         mrows = [r for r in rows if r["grid_method"] == m]
@@ -78,6 +83,15 @@ def reid_table(rows: list[dict]) -> str:
                  str(len({r["seed"] for r in mrows}))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def data_set_name(row: dict) -> str:
+    return "Extended Yale B" if row["protocol"].startswith("yaleb") else "CelebA identities"
+
+
+def by_protocol(rows: list[dict]) -> list[list[dict]]:
+    """The rows of each protocol apart (a folder may hold several; their cells must not mix)."""
+    return [[r for r in rows if r["protocol"] == p] for p in dict.fromkeys(r["protocol"] for r in rows)]
 
 
 # --------------------------------------------------------------------------- attribution
@@ -200,7 +214,9 @@ def _reid_panel(ax, reid: list[dict]) -> None:
     ax.axhline(100 * reid[0]["chance"], color="grey", ls="--", lw=1, label="chance")
     ax.set_xlabel("PSNR of the published image (dB)")
     ax.set_ylabel("re-identification top-1 (%)")
-    ax.set_title("Re-identification, Yale B 32 px")
+    first = reid[0]
+    ax.set_title(f"Re-identification, {data_set_name(first).replace('Extended ', '')} {first['image_shape'][1]} px"
+                 + (" (models pretrained on others)" if first.get("pretrain") else ""), fontsize=10)
     ax.legend(fontsize=7)
 
 
@@ -245,11 +261,12 @@ def figure(reid: list[dict], attribution: list[dict], dct: list[dict], path: Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.3))
-    if reid:
-        _reid_panel(axes[0], reid)
+    panels = by_protocol(reid)
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(5.75 * (len(panels) + 1), 4.3), squeeze=False)
+    for ax, rows in zip(axes[0], panels):
+        _reid_panel(ax, rows)
     if attribution:
-        _laundering_panel(axes[1], attribution, dct)
+        _laundering_panel(axes[0][-1], attribution, dct)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -258,17 +275,18 @@ def figure(reid: list[dict], attribution: list[dict], dct: list[dict], path: Pat
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reid", type=Path, default=None, help="folder of reid_grid rows-*.jsonl")
+    parser.add_argument("--reid", type=Path, nargs="*", default=[],
+                        help="folders of reid_grid rows-*.jsonl (a table and a panel per protocol)")
     parser.add_argument("--attribution", type=Path, nargs="*", default=[],
                         help="results.csv files or experiment directories of the yu2019 experiments (laundering, immunization)")
     parser.add_argument("--dct", type=Path, default=None, help="results.csv or directory of the DCT-detector experiment")
     parser.add_argument("--figure", type=Path, default=None)
     args = parser.parse_args(argv)
-    reid = load_reid(args.reid) if args.reid else []
+    reid = [row for folder in args.reid for row in load_reid(folder)]
     attribution = [row for path in args.attribution for row in load_csv(path)]
     dct = load_csv(args.dct)
-    if reid:
-        print("### Re-identification\n\n" + reid_table(reid) + "\n")
+    for rows in by_protocol(reid):
+        print(f"### Re-identification, {data_set_name(rows[0])}\n\n" + reid_table(rows) + "\n")
     if attribution:
         print("### Laundering\n\n" + laundering_table(attribution, dct) + "\n")
         print("### Immunization\n\n" + immunization_table(attribution) + "\n")

@@ -165,16 +165,18 @@ def build_cells(args) -> list[dict]:
     # priority order: the paper's protocol first, then CelebA, the larger Yale B split,
     # reconstruction, and the stronger network
     for protocol in protocols:
+        pretrained = bool(args.pretrain_others) and protocol in MAX_IDENTITIES
+        # "only": every model of the protocol is pretrained (the scratch ones recognise almost nobody)
+        kinds = ([] if pretrained and args.pretrain_others == "only" else [{}]) + \
+                ([{"pretrain": "others"}] if pretrained else [])
         for seed in seeds:
             for method in methods:
-                for variant in ("retrain", "no-retrain"):
-                    if variant == "no-retrain" and method == "none":
-                        continue
-                    cells.append({"attack": "reid", "protocol": protocol, "method": method, "seed": seed,
-                                  "variant": variant, "arch": "mcpherson2016"})
-                if args.pretrain_others and protocol in MAX_IDENTITIES:
-                    cells.append({"attack": "reid", "protocol": protocol, "method": method, "seed": seed,
-                                  "variant": "retrain", "arch": "mcpherson2016", "pretrain": "others"})
+                for kind in kinds:
+                    for variant in ("retrain", "no-retrain"):
+                        if variant == "no-retrain" and method == "none":
+                            continue
+                        cells.append({"attack": "reid", "protocol": protocol, "method": method, "seed": seed,
+                                      "variant": variant, "arch": "mcpherson2016", **kind})
     if not args.no_reconstruct:
         for seed in seeds:
             recon_methods = args.recon_methods or RECON_METHODS
@@ -192,10 +194,12 @@ def build_cells(args) -> list[dict]:
     for spec in getattr(args, "transfer_archs", None) or []:
         arch, options = parse_arch(spec)
         for protocol in protocols:
+            only_pretrained = args.pretrain_others == "only" and protocol in MAX_IDENTITIES
             for seed in seeds:
                 for method in methods:  # "none" too: the network's clean accuracy, to read the others against
                     cells.append({"attack": "reid", "protocol": protocol, "method": method, "seed": seed,
-                                  "variant": "no-retrain", "arch": arch, "arch_options": options})
+                                  "variant": "no-retrain", "arch": arch, "arch_options": options,
+                                  **({"pretrain": "others"} if only_pretrained else {})})
     if args.arch_only:
         cells = [c for c in cells if c["arch"] == args.arch_only]
     return cells
@@ -230,7 +234,15 @@ def is_adv(method: str) -> bool:
 
 def surrogate_path(args, protocol: str, seed: int) -> Path:
     slug = protocol.replace("/", "-")
-    return Path(args.out) / "surrogates" / f"{slug}-s{seed}-{args.surrogate_arch}-w{seed + args.surrogate_seed_offset}.pt"
+    pretrained = "-pre" if surrogate_pretrained(args, protocol) else ""
+    return Path(args.out) / "surrogates" / \
+        f"{slug}-s{seed}-{args.surrogate_arch}-w{seed + args.surrogate_seed_offset}{pretrained}.pt"
+
+
+def surrogate_pretrained(args, protocol: str) -> bool:
+    """``--surrogate-pretrain-others``: the surrogate learns the other people first (target-subset
+    protocols only; elsewhere nobody is left out to learn from)."""
+    return bool(getattr(args, "surrogate_pretrain_others", False)) and protocol in MAX_IDENTITIES
 
 
 def resolve_method(method: str, cell: dict, args, data, n_train: int, n_test: int, arch_cfg: dict) -> str:
@@ -239,14 +251,18 @@ def resolve_method(method: str, cell: dict, args, data, n_train: int, n_test: in
     if not is_adv(method):
         return method
     from privattrib.attacks.reid import train_reid_surrogate
+    from privattrib.common import file_lock
 
     path = surrogate_path(args, cell["protocol"], cell["seed"])
-    if not path.is_file():
-        print(f"training the surrogate {path}", flush=True)
-        train_reid_surrogate(data, path, seed=cell["seed"], surrogate_seed=cell["seed"] + args.surrogate_seed_offset,
-                             arch_cfg={**arch_cfg, "arch": args.surrogate_arch}, train_per_identity=n_train,
-                             test_per_identity=n_test, max_identities=MAX_IDENTITIES.get(cell["protocol"]),
-                             device=args.device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(path.with_suffix(".lock")):  # shards that need it at once: one trains, the others wait
+        if not path.is_file():
+            print(f"training the surrogate {path}", flush=True)
+            train_reid_surrogate(data, path, seed=cell["seed"],
+                                 surrogate_seed=cell["seed"] + args.surrogate_seed_offset,
+                                 arch_cfg={**arch_cfg, "arch": args.surrogate_arch}, train_per_identity=n_train,
+                                 test_per_identity=n_test, max_identities=MAX_IDENTITIES.get(cell["protocol"]),
+                                 device=args.device, pretrain_others=surrogate_pretrained(args, cell["protocol"]))
     name, _, body = method.partition(":")
     if name == "adv":
         return f"adv:{body + ',' if body else ''}target=reid,model={path}"
@@ -303,6 +319,8 @@ def cell_key(cell: dict, args) -> str:
     from privattrib.common import stable_hash
 
     extra = {"surrogate": [args.surrogate_arch, args.surrogate_seed_offset]} if is_adv(cell["method"]) else {}
+    if is_adv(cell["method"]) and surrogate_pretrained(args, cell["protocol"]):
+        extra["surrogate"].append("pretrained on others")
     if cell["method"].startswith("adv-gen"):
         extra["generator_epochs"] = args.generator_epochs
     return stable_hash({**cell, "epochs_scale": args.epochs_scale, "size": args.tag, **extra})
@@ -549,9 +567,10 @@ def main(argv=None) -> None:
     r.add_argument("--shard", default="0/1", help="i/n: run every n-th cell starting at i")
     r.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every epoch count (CPU runs)")
     r.add_argument("--resnet", action="store_true", help="also the stronger resnet18 (retrain)")
-    r.add_argument("--pretrain-others", action="store_true",
-                   help="also an attacker pretrained on the people outside the targets (retrain; "
-                        "protocols with a target subset only)")
+    r.add_argument("--pretrain-others", nargs="?", const="also", default=None, choices=["also", "only"],
+                   help="also (or, with 'only', just) models pretrained on the people outside the targets: the "
+                        "attacker (retrain), the clean model (no-retrain) and, with 'only', the --transfer-archs "
+                        "(protocols with a target subset only)")
     r.add_argument("--arch-only", default=None, help="keep only the cells of this network")
     r.add_argument("--no-reconstruct", action="store_true")
     r.add_argument("--recon-only", action="store_true", help="only the reconstruction cells")
@@ -565,6 +584,9 @@ def main(argv=None) -> None:
     r.add_argument("--transfer-archs", nargs="*", default=None,
                    help="also a no-retrain cell of these networks for every method, e.g. resnet18:width=32")
     r.add_argument("--surrogate-arch", default="mcpherson2016", help="network of the adv methods' surrogate")
+    r.add_argument("--surrogate-pretrain-others", action="store_true",
+                   help="the adv methods' surrogate learns the people outside the targets first (protocols with "
+                        "a target subset only; CelebA's 4 photos per person are too few to learn from scratch)")
     r.add_argument("--surrogate-seed-offset", type=int, default=1000,
                    help="the surrogate of seed s trains with weight seed s + this")
     r.add_argument("--generator-epochs", type=int, default=10, help="training epochs of adv-gen generators")

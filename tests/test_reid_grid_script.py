@@ -111,3 +111,35 @@ def test_grid_methods_are_checked_before_any_cell(tmp_path):
         reid_grid.main(["run", "--sets", str(tmp_path / "sets"), "--out", str(tmp_path / "out"),
                         "--methods", "none", "adv-gen:eps=4,norm=l2"])
     assert not (tmp_path / "out").exists()
+
+
+def test_pretrain_others_only_makes_every_model_of_a_target_subset_protocol_pretrained():
+    args = _run_args("--protocols", "celeba-500of2000-4/1", "yaleb-8/2", "--seeds", "0", "--no-reconstruct",
+                     "--methods", "none", "adv:eps=4", "--pretrain-others", "only", "--surrogate-pretrain-others",
+                     "--transfer-archs", "resnet18:width=16")
+    cells = reid_grid.build_cells(args)
+    celeba = [c for c in cells if c["protocol"] == "celeba-500of2000-4/1"]
+    # the clean reference once (retrain on "none" is the clean model), both variants for the method
+    assert sorted((c["arch"], c["method"], c["variant"]) for c in celeba) == [
+        ("mcpherson2016", "adv:eps=4", "no-retrain"), ("mcpherson2016", "adv:eps=4", "retrain"),
+        ("mcpherson2016", "none", "retrain"), ("resnet18", "adv:eps=4", "no-retrain"),
+        ("resnet18", "none", "no-retrain")]
+    assert all(c.get("pretrain") == "others" for c in celeba)
+    # Yale B has nobody outside its targets: its models stay as they were, its surrogate too
+    yaleb = [c for c in cells if c["protocol"] == "yaleb-8/2"]
+    assert yaleb and not any(c.get("pretrain") for c in yaleb)
+    assert reid_grid.surrogate_path(args, "celeba-500of2000-4/1", 0).name.endswith("-w1000-pre.pt")
+    assert reid_grid.surrogate_path(args, "yaleb-8/2", 0).name.endswith("-w1000.pt")
+    adv = next(c for c in celeba if c["method"] == "adv:eps=4")
+    plain = _run_args("--protocols", "celeba-500of2000-4/1", "--seeds", "0", "--methods", "adv:eps=4",
+                      "--pretrain-others", "only")
+    assert reid_grid.cell_key(adv, args) != reid_grid.cell_key(adv, plain)  # another surrogate, another cell
+
+
+def test_pretrain_others_also_keeps_the_models_trained_from_scratch():
+    args = _run_args("--protocols", "celeba-500of2000-4/1", "--seeds", "0", "--no-reconstruct",
+                     "--methods", "none", "pixelate:b=4", "--pretrain-others")
+    kinds = sorted((c["method"], c["variant"], c.get("pretrain") or "") for c in reid_grid.build_cells(args))
+    assert kinds == [("none", "retrain", ""), ("none", "retrain", "others"),
+                     ("pixelate:b=4", "no-retrain", ""), ("pixelate:b=4", "no-retrain", "others"),
+                     ("pixelate:b=4", "retrain", ""), ("pixelate:b=4", "retrain", "others")]

@@ -1,0 +1,27 @@
+#!/bin/bash
+# The CelebA re-identification row of docs/adversarial.md: 500 targets drawn per seed from the 2,000
+# people of ../shared/data/celeba, 4 training / 1 test face each, 32 px, 3 seeds, two processes of
+# one thread each. With 4 photos per person a network trained from scratch recognises 1-4% of the
+# test faces, so every model here (the surrogate the perturbation attacks, the retrained attacker,
+# the clean model of the cell's seed, resnet18) first learns the other 1,500 people (7,500 faces).
+# Rerunning resumes: finished cells are kept.
+set -e
+cd "$(dirname "$0")/.."  # the repository root
+PY=${PY:-.venv/bin/python}
+export PYTHONPATH=$PWD/src OMP_NUM_THREADS=1
+SEEDS=${SEEDS:-"0 1 2"}
+$PY benchmarks/reid_grid.py prepare --celeba ../shared/data/celeba --celeba-size 32 --sets .cache/attacks-grid-32
+R="--sets .cache/attacks-grid-32 --out runs/adv-celeba-cpu32 --device cpu --protocols celeba-500of2000-4/1
+   --epochs-scale 0.5 --tag cpu32-adv-celeba --compact --no-reconstruct --threads 1 --seeds $SEEDS
+   --pretrain-others only --surrogate-pretrain-others"
+both() {  # the two shards of one group of methods, side by side
+    nice -n 10 $PY benchmarks/reid_grid.py run $R --shard 0/2 "$@" &
+    nice -n 10 $PY benchmarks/reid_grid.py run $R --shard 1/2 "$@"
+    wait
+}
+# in priority order: the clean reference and the middle budget, DP-Pix at about the same PSNR, the
+# larger budget and its DP-Pix, then the transfer to another network
+both --methods none adv:eps=4
+both --methods "dp-pix:b=1,m=1,epsilon=100" adv:eps=8
+both --methods "dp-pix:b=1,m=1,epsilon=50"
+both --methods none adv:eps=4 adv:eps=8 --transfer-archs resnet18:width=16 --arch-only resnet18
