@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         load = float("nan")
     for row in rows:
         row.update(load_average=round(load, 1), cores=os.cpu_count(), size=args.size, batch=args.batch)
-    print(f"\n| setting | images/s | vs 1 process | wall |\n|---|---|---|---|")
+    print("\n| setting | images/s | vs 1 process | wall |\n|---|---|---|---|")
     for row in rows:
         print(f"| {row['setting']} | {row['images_per_second']:.0f} | {row['images_per_second'] / base:.2f}x "
               f"| {row['wall_s']} s |")

@@ -52,7 +52,7 @@ def main() -> None:
     service.warm_up()
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {args.threads}, "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"| photo | JPEG | method | s / upload | protect | PSNR+SSIM |")
+    print("| photo | JPEG | method | s / upload | protect | PSNR+SSIM |")
     print("|---|---:|---|---:|---:|---:|")
     for size in args.sizes.split(","):
         width, height = (int(v) for v in size.lower().split("x"))

@@ -52,7 +52,7 @@ def main() -> None:
     finally:
         svd_module.TRUNCATED_SVD_MIN_PIXELS = threshold
     diff = np.abs(truncated.astype(np.int16) - full.astype(np.int16))
-    print(f"| photo | k | top-k SVD (s) | full SVD (s) | full / top-k | bytes that differ | largest difference |")
+    print("| photo | k | top-k SVD (s) | full SVD (s) | full / top-k | bytes that differ | largest difference |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     print(f"| {width}x{height} | {args.k} | {truncated_s:.2f} | {full_s:.2f} | {full_s / truncated_s:.1f} | "
           f"{int((diff > 0).sum()):,} of {diff.size:,} | {int(diff.max())} |")

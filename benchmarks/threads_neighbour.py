@@ -101,7 +101,7 @@ def main() -> None:
     base = median[("fixed (old)", "alone")]
     print(f"\n{args.workload} workload, {cores} cores, median of {args.repeat} round(s); load average at the end "
           f"{os.getloadavg()[0]:.1f}\n")
-    print(f"| policy | alone (s) | beside `yes` (s) | beside / alone | beside / old alone |")
+    print("| policy | alone (s) | beside `yes` (s) | beside / alone | beside / old alone |")
     print("|---|---:|---:|---:|---:|")
     for name in policies(cores):
         alone, beside = median[(name, "alone")], median[(name, "beside yes")]

@@ -45,3 +45,16 @@ def test_environment_info_records_the_opendp_version_when_installed():
     except PackageNotFoundError:
         pytest.skip("opendp is not installed")
     assert environment_info("cpu")["opendp"] == expected
+
+
+def test_json_ready_gives_what_a_strict_json_parser_reads():
+    import json
+
+    import numpy as np
+
+    from privattrib.common import json_ready
+
+    obj = {"a": np.float32(0.5), 3: (np.int64(2), float("nan")), "m": np.array([[1.0, np.inf]]), "s": "x"}
+    ready = json_ready(obj)
+    assert ready == {"a": 0.5, "3": [2, None], "m": [[1.0, None]], "s": "x"}
+    assert json.loads(json.dumps(ready, allow_nan=False)) == ready

@@ -71,7 +71,6 @@ class _FakeRay(types.ModuleType):
 
     def remote(self, **options):
         self.remote_options = options
-        ray = self
 
         def wrap(fn):
             class _Remote:

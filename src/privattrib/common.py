@@ -83,6 +83,27 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
+def json_ready(obj: Any) -> Any:
+    """``obj`` with NumPy scalars and arrays as plain values, tuples as lists, dict keys as strings
+    and non-finite floats as None: JSON has no NaN or infinity, and a strict parser (a browser's,
+    Python's with ``parse_constant``) refuses them."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_ready(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 #: Device names privattrib accepts (specs, ``--device``): what :func:`resolve_device` maps.
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?|mps)$"
 

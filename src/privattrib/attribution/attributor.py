@@ -35,6 +35,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from privattrib.attribution.inference import ATTRIBUTOR_FORMAT, resolved_source, training_crop
+from privattrib.common import json_ready
 
 __all__ = ["AttributorTraining", "train_attributor", "fake_source", "demo_attributor_path", "demo_recipe",
            "DEFAULT_CLASSIFIER"]
@@ -379,8 +380,8 @@ def _calibrate_and_test(model, data, config, amp) -> tuple[float, dict, dict]:
         "ece_after": cal.expected_calibration_error(after, y_test),
         "nll_before": cal.negative_log_likelihood(test_logits, y_test),
         "nll_after": cal.negative_log_likelihood(test_logits, y_test, temperature),
-        "reliability_before": _jsonable_bins(cal.reliability_bins(before, y_test)),
-        "reliability_after": _jsonable_bins(cal.reliability_bins(after, y_test)),
+        "reliability_before": json_ready(cal.reliability_bins(before, y_test)),
+        "reliability_after": json_ready(cal.reliability_bins(after, y_test)),
     }
     pred = test_logits.argmax(1)
     test_metrics = {
@@ -422,11 +423,6 @@ def _attributor_block(spec, data, temperature: float, calibration: dict, test_me
         "privattrib": privattrib.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-def _jsonable_bins(bins: dict) -> dict:
-    return {k: [None if isinstance(v, float) and not np.isfinite(v) else v for v in np.asarray(a).tolist()]
-            for k, a in bins.items()}
 
 
 def _write_plots(out: Path, class_names: list[str], cm: np.ndarray, calibration: dict, temperature: float,

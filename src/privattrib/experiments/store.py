@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Iterable
 
 import numpy as np
 
-from privattrib.common import atomic_write_text
+from privattrib.common import atomic_write_text, json_ready
 from privattrib.experiments.spec import key_group
 
 #: Columns that always come first in results.csv, in this order.
@@ -56,19 +55,6 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot store {type(obj).__name__} in a results row")
-
-
-def _clean(value):
-    """JSON cannot hold NaN/inf portably: store them as None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        return _clean(value.item())
-    return value
 
 
 class ResultsStore:
@@ -173,7 +159,7 @@ class ResultsStore:
     def write_row(self, stem: str, row: dict) -> Path:
         """Store one finished cell's row atomically (temp file + rename)."""
         path = self.row_path(stem)
-        atomic_write_text(path, json.dumps(_clean(row), indent=1, sort_keys=True, default=_json_default))
+        atomic_write_text(path, json.dumps(json_ready(row), indent=1, sort_keys=True, default=_json_default))
         return path
 
     def rows(self, stems: Iterable[str] | None = None) -> list[dict]:

@@ -98,7 +98,7 @@ def random_start(streams: np.ndarray, shape: tuple[int, ...], eps: float, norm: 
     """
     import torch
 
-    n, d = shape[0], int(np.prod(shape[1:]))
+    d = int(np.prod(shape[1:]))
     if norm == "linf":
         u = _noise.uniforms_torch(streams, d, device)
         delta = (2.0 * u - 1.0) * eps

@@ -32,6 +32,8 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from privattrib.common import json_ready
+
 __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
     "DEFAULT_MAX_PIXELS",
@@ -411,7 +413,7 @@ class ProtectService:
                     report["reid"] = self._reid(original, result.pixels, result.boxes)
         preview = _preview_png(original) if analyse else b""
         report["timing_s"] = timing.finish()
-        report = _json_ready(report)
+        report = json_ready(report)
         if self.keep_uploads is not None:
             report["kept_in"] = str(self._keep(data, filename, png, report))
         return ProtectResult(png=png, preview_png=preview, download_name=f"{_safe_stem(filename)}-protected.png",
@@ -568,22 +570,6 @@ def _utility(original: np.ndarray, protected: np.ndarray) -> dict[str, float | N
             "psnr": u["psnr"] if u["mse"] > 0 else None,  # identical images: JSON has no infinity
             "identical": u["mse"] == 0,
             "ssim": u.get("ssim")}
-
-
-def _json_ready(obj: Any) -> Any:
-    """``obj`` with NumPy scalars and arrays as plain values and non-finite floats as None (JSON
-    has no NaN or infinity, and a strict encoder refuses them)."""
-    if isinstance(obj, dict):
-        return {str(k): _json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_ready(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _json_ready(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 def _exif_orientation(im) -> int | None:
