@@ -19,9 +19,9 @@ both() {  # the two shards of one group of methods, side by side
     nice -n 10 $PY benchmarks/reid_grid.py run $R --shard 1/2 "$@"
     wait
 }
-# in priority order: the clean reference and the middle budget, DP-Pix at about the same PSNR, the
-# larger budget and its DP-Pix, then the transfer to another network
+# in priority order: the clean reference and the middle budget; DP-Pix at its PSNR and the larger
+# budget; the transfer to another network; DP-Pix at the larger budget's PSNR
 both --methods none adv:eps=4
 both --methods "dp-pix:b=1,m=1,epsilon=100" adv:eps=8
-both --methods "dp-pix:b=1,m=1,epsilon=50"
 both --methods none adv:eps=4 adv:eps=8 --transfer-archs resnet18:width=16 --arch-only resnet18
+both --methods "dp-pix:b=1,m=1,epsilon=50"
