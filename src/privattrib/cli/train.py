@@ -30,8 +30,10 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = device_option("auto", "where to train (under torchrun: GPU LOCAL_RANK)"),
         no_progress: bool = typer.Option(False, "--no-progress"),
     ) -> None:
-        """Train a classifier; under `torchrun --nproc-per-node N -m privattrib train ...` on N processes
-        with DistributedDataParallel (NCCL on GPUs, gloo on CPU), the same result as one process."""
+        """Train a plain classifier on one data set (identities or an experiment's data); under `torchrun
+        --nproc-per-node N -m privattrib train ...` on N processes with DistributedDataParallel (NCCL on
+        GPUs, gloo on CPU), the same result as one process. A model for `attribute` comes from
+        `train-attributor`."""
         from rich.console import Console
 
         from privattrib.distributed import close_process_group, rank, train_job
