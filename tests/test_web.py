@@ -297,6 +297,19 @@ def test_cross_origin_posts_and_foreign_hosts_are_refused():
     assert client.get("/api/info", headers={"host": "localhost:8000"}).status_code == 200
 
 
+def test_the_host_names_the_page_answers_to():
+    from privattrib.cli.web import allowed_hosts_for
+
+    assert set(allowed_hosts_for("127.0.0.1", None)) == set(LOOPBACK_HOSTS)
+    assert "box.lan" in allowed_hosts_for("127.0.0.1", ["Box.lan"])
+    assert allowed_hosts_for("0.0.0.0", None) is None  # bound beyond this computer, nothing named: any Host
+    lan = allowed_hosts_for("0.0.0.0", ["192.168.1.5", "box.lan"])
+    assert {"192.168.1.5", "box.lan", "localhost"} <= set(lan)
+    client = TestClient(create_app(ProtectService(), allowed_hosts=lan), base_url="http://box.lan:8000")
+    assert client.get("/api/info").status_code == 200
+    assert client.get("/api/info", headers={"host": "rebound.example:8000"}).status_code == 400
+
+
 def test_attribution_before_and_after_with_the_models_scope():
     """The page's attribution path, with a small stand-in classifier (the demo model takes minutes to train)."""
     import torch

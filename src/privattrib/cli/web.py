@@ -6,7 +6,7 @@ import errno
 import ipaddress
 import socket
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import typer
 
@@ -20,6 +20,17 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def allowed_hosts_for(host: str, extra: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The Host header names the page answers to: the loopback names and the bound address, and the
+    ``--allowed-host`` names; None (any) only when bound beyond this computer without such names."""
+    from privattrib.web.app import LOOPBACK_HOSTS
+
+    extra = tuple(h.strip().lower() for h in (extra or ()) if h.strip())
+    if not _is_loopback(host) and not extra:
+        return None
+    return tuple(dict.fromkeys((*LOOPBACK_HOSTS, host.strip("[]").lower(), *extra)))
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -61,6 +72,10 @@ def register(app: typer.Typer) -> None:
         max_megapixels: float = typer.Option(24.0, min=0.0001, help="Largest image accepted (megapixels)."),
         max_waiting: int = typer.Option(4, min=0, help="Photos that may wait while one is protected; more are "
                                         "refused (503, 'busy') instead of held in memory."),
+        allowed_host: Optional[list[str]] = typer.Option(None, "--allowed-host", help="A name the page may be "
+                                                         "reached by (repeatable), e.g. this machine's LAN name "
+                                                         "or address with --host 0.0.0.0; requests naming any "
+                                                         "other Host are refused (DNS rebinding)."),
         device: str = device_option(help="where the models run"),
     ) -> None:
         """Serve the web page on this computer: upload a photo, pick a method and its parameters, see
@@ -84,6 +99,10 @@ def register(app: typer.Typer) -> None:
                 f"this address on port {port} can use the page: upload photos to this machine, use its CPU, and "
                 "see what it answers. There is no login and no encryption (plain HTTP). Use the default "
                 "--host 127.0.0.1 unless you mean it.")
+            if not allowed_host:
+                console.print("[yellow]Any Host header is accepted: give the names the page is reached by with "
+                              "--allowed-host NAME so that a web page elsewhere cannot rebind a name of its own to "
+                              "this address.[/yellow]")
         if reid_gallery is not None and not reid_gallery.is_dir():
             raise typer.BadParameter(f"{reid_gallery} is not a folder (one sub-folder of photos per person)",
                                      param_hint="--reid-gallery")
@@ -95,7 +114,7 @@ def register(app: typer.Typer) -> None:
         _check_port_free(host, port)
 
         from privattrib.attribution.inference import AttributorError
-        from privattrib.web.app import LOOPBACK_HOSTS, create_app
+        from privattrib.web.app import create_app
         from privattrib.web.service import build_service
 
         try:
@@ -119,8 +138,7 @@ def register(app: typer.Typer) -> None:
                           f"(chance {g.chance:.1%})"
                           + (" [dim](model from the cache)[/dim]" if g.from_cache else ""))
         service.warm_up()
-        allowed = (*LOOPBACK_HOSTS, host) if loopback else None
-        app_ = create_app(service, allowed_hosts=allowed)
+        app_ = create_app(service, allowed_hosts=allowed_hosts_for(host, allowed_host))
         shown = f"[{host}]" if ":" in host else host
         console.print(f"[bold green]privattrib page: http://{shown}:{port}/[/bold green]  (Ctrl+C to stop)")
         uvicorn.run(app_, host=host.strip("[]"), port=port, log_level="warning", access_log=False)
