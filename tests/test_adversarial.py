@@ -330,6 +330,7 @@ def test_reid_surrogate_and_the_white_box_figure_in_reid_rows(tmp_path):
     _, test = split_identity_set(faces, 8, 2, seed=0)
     clean = identity_accuracy(s.model, test.images, test.labels, device="cpu")
     assert clean >= 0.9 and row["accuracy_surrogate"] <= 0.2, (clean, row["accuracy_surrogate"])
+    assert row["accuracy_surrogate_clean"] == pytest.approx(clean)
     assert row["surrogate"]["sha256"] == s.sha256
     assert "train_key_list" not in row["surrogate"]["split"] and row["surrogate"]["split"]["seed"] == 0
     assert row["method_describe"]["guarantee"].startswith("NONE")

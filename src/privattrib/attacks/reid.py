@@ -616,14 +616,19 @@ def train_reid_surrogate(
                                                "arch_cfg": _resolve_arch_cfg(arch_cfg)})
 
 
-def surrogate_figures(obfuscation, images, labels, device) -> dict:
+def surrogate_figures(obfuscation, images, labels, device, clean_images=None) -> dict:
     """For a method that attacks a surrogate model (``adv``): the surrogate's own top-1 accuracy
-    on the obfuscated ``images`` (the white-box figure) and what it is; ``{}`` for other methods."""
+    on the obfuscated ``images`` (the white-box figure), on ``clean_images`` when given (what the
+    perturbation took away: a surrogate that recognises few faces has little to lose) and what it
+    is; ``{}`` for other methods."""
     if not callable(getattr(obfuscation, "surrogate", None)):
         return {}
     s = obfuscation.surrogate(resolve_device(device))
-    return {"accuracy_surrogate": identity_accuracy(s.model, images, labels, device=device),
-            "surrogate": {k: v for k, v in s.info().items() if k != "class_names"}}
+    out = {"accuracy_surrogate": identity_accuracy(s.model, images, labels, device=device),
+           "surrogate": {k: v for k, v in s.info().items() if k != "class_names"}}
+    if clean_images is not None:
+        out["accuracy_surrogate_clean"] = identity_accuracy(s.model, clean_images, labels, device=device)
+    return out
 
 
 def utility(original, other) -> dict:
@@ -695,7 +700,8 @@ def run_reid_cell(
         attacker holds them (``*_obfuscated``: with ``test_releases`` > 1 the mean of the releases)
         and, with ``test_releases`` > 1, of one release as published (``*_one_release``), wall_s;
         for an ``adv`` method also ``accuracy_surrogate`` (the attacked model's own accuracy on the
-        perturbed test images) and ``surrogate`` (what it is).
+        perturbed test images), ``accuracy_surrogate_clean`` (on the clean ones) and ``surrogate``
+        (what it is).
 
     Raises:
         ValueError: for options that do not fit together, and for an ``adv`` surrogate trained on
@@ -771,7 +777,7 @@ def run_reid_cell(
     if test_releases > 1 and not _is_identity(ob):
         # what the publisher's readers see is one release, not the attacker's average of several
         row.update({f"{k}_one_release": v for k, v in utility(test.images, one_release).items()})
-    row.update(surrogate_figures(ob, obf_test, test.labels, dev))
+    row.update(surrogate_figures(ob, obf_test, test.labels, dev, clean_images=test.images))
     row["wall_s"] = time.perf_counter() - start
     return row
 
