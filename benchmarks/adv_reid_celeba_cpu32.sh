@@ -14,9 +14,10 @@ $PY benchmarks/reid_grid.py prepare --celeba ../shared/data/celeba --celeba-size
 R="--sets .cache/attacks-grid-32 --out runs/adv-celeba-cpu32 --device cpu --protocols celeba-500of2000-4/1
    --epochs-scale 0.5 --tag cpu32-adv-celeba --compact --no-reconstruct --threads 1 --seeds $SEEDS
    --pretrain-others only --surrogate-pretrain-others"
-both() {  # the two shards of one group of methods, side by side
-    nice -n 10 $PY benchmarks/reid_grid.py run $R --shard 0/2 "$@" &
-    nice -n 10 $PY benchmarks/reid_grid.py run $R --shard 1/2 "$@"
+both() {  # two processes on one group of methods, each taking the next free cell (--shard auto: with
+          # --shard 0/2 and 1/2 one process got every retrain cell and the other sat idle)
+    nice -n 10 $PY benchmarks/reid_grid.py run $R --shard auto "$@" &
+    nice -n 10 $PY benchmarks/reid_grid.py run $R --shard auto "$@"
     wait
 }
 # in priority order: the clean reference and the middle budget; DP-Pix at its PSNR and the larger

@@ -6,7 +6,8 @@ Three steps (each resumable; rows are appended to JSONL files keyed by a hash of
     # 1. decode the real data once into small uint8 arrays (never committed: .cache/ is ignored)
     python benchmarks/reid_grid.py prepare --yaleb ../shared/data/yaleb --celeba ../shared/data/celeba
 
-    # 2. run the cells (sharded: several processes share one GPU well, the networks are small)
+    # 2. run the cells (sharded: several processes share one GPU well, the networks are small;
+    #    --shard auto in each instead lets every process take the next free cell)
     python benchmarks/reid_grid.py run --device cuda --shard 0/4 &  ... --shard 3/4
     # CPU-sized: 32 px sets, 20 epochs (runs/attacks-cpu32.sh does this for Yale B)
     python benchmarks/reid_grid.py prepare --yaleb ../shared/data/yaleb --yaleb-size 32 --sets .cache/attacks-grid-32
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -356,13 +358,54 @@ def done_keys(out: Path) -> set[str]:
     return keys
 
 
+def claim_cell(out: Path, key: str) -> bool:
+    """``--shard auto``: take the cell ``key`` for this process, unless another live process holds
+    it or its row is already written. A claim left by a process that died on this host is taken
+    over; one from another host stays until its ``OUT/claims`` file is removed."""
+    folder = out / "claims"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{key}.claim"
+    host = socket.gethostname()
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = path.read_text().split() if path.is_file() else []
+            if len(holder) == 2 and holder[0] == host and not _alive(int(holder[1])):
+                path.unlink(missing_ok=True)  # its process died: the cell is free again
+                continue
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{host} {os.getpid()}")
+        if key in done_keys(out):  # finished by another process after this one listed its cells
+            path.unlink(missing_ok=True)
+            return False
+        return True
+    return False
+
+
+def release_cell(out: Path, key: str) -> None:
+    (out / "claims" / f"{key}.claim").unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def run(args) -> None:
     import torch
 
     from privattrib.attacks import run_reconstruct_cell, run_reid_cell
 
     torch.set_num_threads(max(1, min(args.threads, os.cpu_count() or 1)))
-    shard, shards = (int(x) for x in args.shard.split("/"))
+    auto = args.shard == "auto"
+    shard, shards = (0, 1) if auto else (int(x) for x in args.shard.split("/"))
     try:  # before any folder or cell: a bad method would otherwise fail in every cell of it
         check_grid_methods(args.methods or METHODS)
     except ValueError as exc:
@@ -374,16 +417,20 @@ def run(args) -> None:
     cells = build_cells(args)[shard::shards]
     finished = done_keys(out)
     todo = [c for c in cells if cell_key(c, args) not in finished]
-    print(f"shard {shard}/{shards}: {len(cells)} cells, {len(cells) - len(todo)} already done", flush=True)
+    print(f"{'auto' if auto else f'shard {shard}/{shards}'}: {len(cells)} cells, {len(cells) - len(todo)} already "
+          "done", flush=True)
     # every set the cells need must exist now, not when the first cell of a missing one comes up
     missing = sorted({PROTOCOLS[c["protocol"]][0] for c in todo} - {p.name for p in Path(args.sets).glob("*.npz")})
     if missing:
         sys.exit(f"{args.sets}: missing {', '.join(missing)} (make them with `prepare`, or choose "
                  f"--protocols whose sets are there)")
     sets: dict[str, object] = {}
-    rows_path = out / (f"rows-{shard}.jsonl" if args.tag == "default" else f"rows-{args.tag}-{shard}.jsonl")
+    name = f"{socket.gethostname()}-{os.getpid()}" if auto else str(shard)
+    rows_path = out / (f"rows-{name}.jsonl" if args.tag == "default" else f"rows-{args.tag}-{name}.jsonl")
     start = time.perf_counter()
     for i, cell in enumerate(todo):
+        if auto and not claim_cell(out, cell_key(cell, args)):
+            continue  # another process has it, or has finished it since this one started
         file, n_train, n_test, epochs, batch = PROTOCOLS[cell["protocol"]]
         if file not in sets:
             sets[file] = _load(Path(args.sets) / file)
@@ -420,8 +467,10 @@ def run(args) -> None:
         with open(rows_path, "a") as f:  # one line per cell, flushed: an interrupted run loses one cell at most
             f.write(json.dumps(row, default=str) + "\n")
             f.flush()
+        if auto:
+            release_cell(out, row["cell_key"])
         acc = row.get("accuracy", row.get("reid_restored", float("nan")))
-        print(f"[{shard}] {i + 1}/{len(todo)} {cell['attack']} {cell['protocol']} {cell['arch']} "
+        print(f"[{name}] {i + 1}/{len(todo)} {cell['attack']} {cell['protocol']} {cell['arch']} "
               f"{cell.get('variant', '')} {cell['method']} s{cell['seed']}: {acc:.3f} "
               f"({time.perf_counter() - t0:.1f}s, total {time.perf_counter() - start:.0f}s)", flush=True)
 
@@ -564,7 +613,9 @@ def main(argv=None) -> None:
     r.add_argument("--protocols", nargs="*", default=None, choices=list(PROTOCOLS),
                    help="in priority order (default: all, in the order above)")
     r.add_argument("--methods", nargs="*", default=None)
-    r.add_argument("--shard", default="0/1", help="i/n: run every n-th cell starting at i")
+    r.add_argument("--shard", default="0/1",
+                   help="i/n: run every n-th cell starting at i; 'auto': take the next cell no other process has "
+                        "taken (start several such processes on one --out: none waits on a slower share)")
     r.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every epoch count (CPU runs)")
     r.add_argument("--resnet", action="store_true", help="also the stronger resnet18 (retrain)")
     r.add_argument("--pretrain-others", nargs="?", const="also", default=None, choices=["also", "only"],

@@ -143,3 +143,46 @@ def test_pretrain_others_also_keeps_the_models_trained_from_scratch():
     assert kinds == [("none", "retrain", ""), ("none", "retrain", "others"),
                      ("pixelate:b=4", "no-retrain", ""), ("pixelate:b=4", "no-retrain", "others"),
                      ("pixelate:b=4", "retrain", ""), ("pixelate:b=4", "retrain", "others")]
+
+
+def test_auto_shards_share_the_cells_each_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from benchmark_scripts import BENCHMARKS
+
+    from privattrib.data import synthetic_faces
+
+    sets, out = tmp_path / "sets", tmp_path / "out"
+    sets.mkdir()
+    reid_grid._save(sets / "yaleb.npz", synthetic_faces(n_identities=4, per_identity=10, size=16, channels=1, seed=0),
+                    {"source": "synthetic"})
+    argv = [sys.executable, str(BENCHMARKS / "reid_grid.py"), "run", "--sets", str(sets), "--out", str(out),
+            "--device", "cpu", "--protocols", "yaleb-8/2", "--seeds", "0", "1", "--methods", "none", "pixelate:b=4",
+            "--epochs-scale", "0.03", "--no-reconstruct", "--threads", "1", "--compact", "--shard", "auto"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), logs
+    rows = [json.loads(line) for f in sorted(out.glob("rows-*.jsonl")) for line in f.read_text().splitlines()]
+    keys = [r["cell_key"] for r in rows]
+    assert len(keys) == len(set(keys)) == 6 and not any("error" in r for r in rows), logs  # 2 seeds x 3 cells
+    assert not list((out / "claims").iterdir())  # every claim released with its row
+
+
+def test_a_claim_of_a_dead_process_is_taken_over(tmp_path):
+    import socket
+
+    assert reid_grid.claim_cell(tmp_path, "k1")
+    assert not reid_grid.claim_cell(tmp_path, "k1")  # held by a live process (this one)
+    dead = (tmp_path / "claims" / "k2.claim")
+    dead.write_text(f"{socket.gethostname()} 999999999")  # no such process
+    assert reid_grid.claim_cell(tmp_path, "k2")
+    (tmp_path / "claims" / "k3.claim").write_text("another-host 999999999")  # cannot be checked from here
+    assert not reid_grid.claim_cell(tmp_path, "k3")
+    (tmp_path / "rows-x.jsonl").write_text(json.dumps({"cell_key": "k4"}) + "\n")
+    assert not reid_grid.claim_cell(tmp_path, "k4")  # its row is written: nothing to do
+    reid_grid.release_cell(tmp_path, "k1")
+    assert reid_grid.claim_cell(tmp_path, "k1")
