@@ -12,12 +12,15 @@ export PYTHONPATH=$PWD/src OMP_NUM_THREADS=1
 SEEDS=${SEEDS:-"0 1 2"}
 $PY benchmarks/reid_grid.py prepare --celeba ../shared/data/celeba --celeba-size 32 --sets .cache/attacks-grid-32
 R="--sets .cache/attacks-grid-32 --out runs/adv-celeba-cpu32 --device cpu --protocols celeba-500of2000-4/1
-   --epochs-scale 0.5 --tag cpu32-adv-celeba --compact --no-reconstruct --threads 1 --seeds $SEEDS
+   --epochs-scale 0.5 --tag cpu32-adv-celeba --compact --no-reconstruct --threads 1
    --pretrain-others only --surrogate-pretrain-others"
+REVERSED=$(echo $SEEDS | tr ' ' '\n' | tac | tr '\n' ' ')
 both() {  # two processes on one group of methods, each taking the next free cell (--shard auto: with
-          # --shard 0/2 and 1/2 one process got every retrain cell and the other sat idle)
-    nice -n 10 $PY benchmarks/reid_grid.py run $R --shard auto "$@" &
-    nice -n 10 $PY benchmarks/reid_grid.py run $R --shard auto "$@"
+          # --shard 0/2 and 1/2 one process got every retrain cell and the other sat idle). The second
+          # walks the seeds backwards, so the two train different seeds' models instead of one waiting
+          # for the other's.
+    nice -n 10 $PY benchmarks/reid_grid.py run $R --seeds $SEEDS --shard auto "$@" &
+    nice -n 10 $PY benchmarks/reid_grid.py run $R --seeds $REVERSED --shard auto "$@"
     wait
 }
 # in priority order: the clean reference and the middle budget; DP-Pix at its PSNR and the larger
