@@ -177,6 +177,8 @@ def build_cells(args) -> list[dict]:
                     for variant in ("retrain", "no-retrain"):
                         if variant == "no-retrain" and method == "none":
                             continue
+                        if variant == "no-retrain" and kind and args.pretrain_others == "also":
+                            continue  # "also" adds the pretrained attacker only, as it always has
                         cells.append({"attack": "reid", "protocol": protocol, "method": method, "seed": seed,
                                       "variant": variant, "arch": "mcpherson2016", **kind})
     if not args.no_reconstruct:
@@ -358,44 +360,44 @@ def done_keys(out: Path) -> set[str]:
     return keys
 
 
-def claim_cell(out: Path, key: str) -> bool:
-    """``--shard auto``: take the cell ``key`` for this process, unless another live process holds
-    it or its row is already written. A claim left by a process that died on this host is taken
-    over; one from another host stays until its ``OUT/claims`` file is removed."""
-    folder = out / "claims"
-    folder.mkdir(exist_ok=True)
-    path = folder / f"{key}.claim"
-    host = socket.gethostname()
-    for _ in range(2):
+class CellClaims:
+    """``--shard auto``: which cells this process has taken. A cell is taken by holding an exclusive
+    ``flock`` on ``OUT/claims/<cell key>.claim`` while it runs; the kernel drops it when the process
+    ends, even by SIGKILL, so a dead process's cells are free again without any bookkeeping. Claim
+    files are never deleted (deleting one that another process has opened would let a third lock
+    a new file of the same name). Locks over NFS depend on its lock daemon."""
+
+    def __init__(self, out: Path) -> None:
+        self.folder = out / "claims"
+        self.folder.mkdir(exist_ok=True)
+        self.out = out
+        self.held: dict[str, int] = {}
+        self.failed: list[int] = []
+
+    def take(self, key: str) -> bool:
+        """True when this process now holds ``key`` and its row is not written yet."""
+        import fcntl
+
+        fd = os.open(self.folder / f"{key}.claim", os.O_CREAT | os.O_WRONLY, 0o644)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            holder = path.read_text().split() if path.is_file() else []
-            if len(holder) == 2 and holder[0] == host and not _alive(int(holder[1])):
-                path.unlink(missing_ok=True)  # its process died: the cell is free again
-                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another process is running it
+            os.close(fd)
             return False
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{host} {os.getpid()}")
-        if key in done_keys(out):  # finished by another process after this one listed its cells
-            path.unlink(missing_ok=True)
+        if key in done_keys(self.out):  # finished by another process after this one listed its cells
+            os.close(fd)
             return False
+        self.held[key] = fd
         return True
-    return False
 
-
-def release_cell(out: Path, key: str) -> None:
-    (out / "claims" / f"{key}.claim").unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+    def release(self, key: str, failed: bool = False) -> None:
+        """Let the cell go once its row is written; a failed cell stays held until this process
+        ends, so the other processes of the run do not each repeat the same failure."""
+        fd = self.held.pop(key)
+        if failed:
+            self.failed.append(fd)
+        else:
+            os.close(fd)
 
 
 def run(args) -> None:
@@ -426,11 +428,14 @@ def run(args) -> None:
                  f"--protocols whose sets are there)")
     sets: dict[str, object] = {}
     name = f"{socket.gethostname()}-{os.getpid()}" if auto else str(shard)
+    claims = CellClaims(out) if auto else None
     rows_path = out / (f"rows-{name}.jsonl" if args.tag == "default" else f"rows-{args.tag}-{name}.jsonl")
     start = time.perf_counter()
+    elsewhere = 0
     for i, cell in enumerate(todo):
-        if auto and not claim_cell(out, cell_key(cell, args)):
-            continue  # another process has it, or has finished it since this one started
+        if claims is not None and not claims.take(cell_key(cell, args)):
+            elsewhere += 1  # another process has it, or has finished it since this one started
+            continue
         file, n_train, n_test, epochs, batch = PROTOCOLS[cell["protocol"]]
         if file not in sets:
             sets[file] = _load(Path(args.sets) / file)
@@ -467,12 +472,14 @@ def run(args) -> None:
         with open(rows_path, "a") as f:  # one line per cell, flushed: an interrupted run loses one cell at most
             f.write(json.dumps(row, default=str) + "\n")
             f.flush()
-        if auto:
-            release_cell(out, row["cell_key"])
+        if claims is not None:
+            claims.release(row["cell_key"], failed="error" in row)
         acc = row.get("accuracy", row.get("reid_restored", float("nan")))
         print(f"[{name}] {i + 1}/{len(todo)} {cell['attack']} {cell['protocol']} {cell['arch']} "
               f"{cell.get('variant', '')} {cell['method']} s{cell['seed']}: {acc:.3f} "
               f"({time.perf_counter() - t0:.1f}s, total {time.perf_counter() - start:.0f}s)", flush=True)
+    if elsewhere:
+        print(f"[{name}] {elsewhere} of the {len(todo)} cells were taken by other processes", flush=True)
 
 
 # --------------------------------------------------------------------------- tables
@@ -619,9 +626,9 @@ def main(argv=None) -> None:
     r.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every epoch count (CPU runs)")
     r.add_argument("--resnet", action="store_true", help="also the stronger resnet18 (retrain)")
     r.add_argument("--pretrain-others", nargs="?", const="also", default=None, choices=["also", "only"],
-                   help="also (or, with 'only', just) models pretrained on the people outside the targets: the "
-                        "attacker (retrain), the clean model (no-retrain) and, with 'only', the --transfer-archs "
-                        "(protocols with a target subset only)")
+                   help="'also': an attacker (retrain) pretrained on the people outside the targets, beside the "
+                        "models trained from scratch; 'only': every model pretrained (the attacker, the clean model "
+                        "of no-retrain and the --transfer-archs); protocols with a target subset only")
     r.add_argument("--arch-only", default=None, help="keep only the cells of this network")
     r.add_argument("--no-reconstruct", action="store_true")
     r.add_argument("--recon-only", action="store_true", help="only the reconstruction cells")

@@ -140,9 +140,10 @@ def test_pretrain_others_also_keeps_the_models_trained_from_scratch():
     args = _run_args("--protocols", "celeba-500of2000-4/1", "--seeds", "0", "--no-reconstruct",
                      "--methods", "none", "pixelate:b=4", "--pretrain-others")
     kinds = sorted((c["method"], c["variant"], c.get("pretrain") or "") for c in reid_grid.build_cells(args))
+    # the cells an earlier `--pretrain-others` made: a rerun of its command adds nothing
     assert kinds == [("none", "retrain", ""), ("none", "retrain", "others"),
-                     ("pixelate:b=4", "no-retrain", ""), ("pixelate:b=4", "no-retrain", "others"),
-                     ("pixelate:b=4", "retrain", ""), ("pixelate:b=4", "retrain", "others")]
+                     ("pixelate:b=4", "no-retrain", ""), ("pixelate:b=4", "retrain", ""),
+                     ("pixelate:b=4", "retrain", "others")]
 
 
 def test_auto_shards_share_the_cells_each_once(tmp_path):
@@ -169,20 +170,37 @@ def test_auto_shards_share_the_cells_each_once(tmp_path):
     rows = [json.loads(line) for f in sorted(out.glob("rows-*.jsonl")) for line in f.read_text().splitlines()]
     keys = [r["cell_key"] for r in rows]
     assert len(keys) == len(set(keys)) == 6 and not any("error" in r for r in rows), logs  # 2 seeds x 3 cells
-    assert not list((out / "claims").iterdir())  # every claim released with its row
+    claims = reid_grid.CellClaims(out)  # every claim was let go: each cell could be taken, but is done
+    assert not any(claims.take(k) for k in keys) and not claims.held
 
 
-def test_a_claim_of_a_dead_process_is_taken_over(tmp_path):
-    import socket
 
-    assert reid_grid.claim_cell(tmp_path, "k1")
-    assert not reid_grid.claim_cell(tmp_path, "k1")  # held by a live process (this one)
-    dead = (tmp_path / "claims" / "k2.claim")
-    dead.write_text(f"{socket.gethostname()} 999999999")  # no such process
-    assert reid_grid.claim_cell(tmp_path, "k2")
-    (tmp_path / "claims" / "k3.claim").write_text("another-host 999999999")  # cannot be checked from here
-    assert not reid_grid.claim_cell(tmp_path, "k3")
-    (tmp_path / "rows-x.jsonl").write_text(json.dumps({"cell_key": "k4"}) + "\n")
-    assert not reid_grid.claim_cell(tmp_path, "k4")  # its row is written: nothing to do
-    reid_grid.release_cell(tmp_path, "k1")
-    assert reid_grid.claim_cell(tmp_path, "k1")
+
+def test_a_cell_is_held_while_it_runs_and_free_when_its_holder_dies(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    from benchmark_scripts import BENCHMARKS
+
+    mine = reid_grid.CellClaims(tmp_path)
+    assert mine.take("k1") and not reid_grid.CellClaims(tmp_path).take("k1")  # held: another process waits
+    mine.release("k1")
+    assert reid_grid.CellClaims(tmp_path).take("k1")
+    # a holder killed mid-cell: the kernel drops its lock, the cell is free again
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time; sys.path.insert(0, {str(BENCHMARKS)!r})
+        import reid_grid; from pathlib import Path
+        assert reid_grid.CellClaims(Path({str(tmp_path)!r})).take("k2"); print("held", flush=True); time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    assert not mine.take("k2")
+    holder.kill()
+    holder.wait()
+    assert mine.take("k2")
+    (tmp_path / "rows-x.jsonl").write_text(json.dumps({"cell_key": "k3"}) + "\n")
+    assert not mine.take("k3")  # its row is written: nothing to do
+    # a failed cell stays held until the process ends: the others do not repeat the failure
+    assert mine.take("k4")
+    mine.release("k4", failed=True)
+    assert not reid_grid.CellClaims(tmp_path).take("k4")
