@@ -20,8 +20,9 @@ both() {  # two processes on one group of methods, each taking the next free cel
           # walks the seeds backwards, so the two train different seeds' models instead of one waiting
           # for the other's.
     nice -n 10 $PY benchmarks/reid_grid.py run $R --seeds $SEEDS --shard auto "$@" &
+    local first=$!
     nice -n 10 $PY benchmarks/reid_grid.py run $R --seeds $REVERSED --shard auto "$@"
-    wait
+    wait $first  # its failure stops the script too (a bare wait always succeeds)
 }
 # in priority order: the clean reference and the middle budget; a first DP-Pix and the larger budget;
 # the transfer to another network; DP-Pix at the PSNR of eps 4 and 8. On RGB faces DP-Pix b=1 adds

@@ -62,8 +62,10 @@ def reid_table(rows: list[dict]) -> str:
     head = ["method", "PSNR dB", "SSIM", "surrogate (attacked)", "same network, other seed",
             *[f"{a} (other network)" for a in transfer], "retrained attacker", "seeds"]
     pretrained = ""
-    if any(r.get("pretrain") for r in rows):
-        pretrained = (f" Every model, the surrogate too, first learned the {first['n_pretrain_identities']:,} "
+    if first.get("pretrain"):  # by_protocol keeps pretrained and from-scratch rows apart
+        surrogates = [(r.get("surrogate") or {}).get("split") or {} for r in rows if r.get("surrogate")]
+        also = ", the surrogate too," if surrogates and all(s.get("pretrained_on_others") for s in surrogates) else ""
+        pretrained = (f" Every model{also} first learned the {first['n_pretrain_identities']:,} "
                       f"other people ({first['n_pretrain']:,} faces).")
     lines = [f"{data_set_name(first)}, {first['n_identities']} people, {first['n_train']} training / "
              f"{first['n_test']} test images, {first['image_shape'][1]} px "
@@ -93,8 +95,10 @@ def data_set_name(row: dict) -> str:
 
 
 def by_protocol(rows: list[dict]) -> list[list[dict]]:
-    """The rows of each protocol apart (a folder may hold several; their cells must not mix)."""
-    return [[r for r in rows if r["protocol"] == p] for p in dict.fromkeys(r["protocol"] for r in rows)]
+    """The rows of each protocol apart, and within one the models pretrained on other people apart
+    from those trained from scratch (a folder may hold several; their cells must not mix)."""
+    group = lambda r: (r["protocol"], bool(r.get("pretrain")))  # noqa: E731
+    return [[r for r in rows if group(r) == g] for g in dict.fromkeys(map(group, rows))]
 
 
 # --------------------------------------------------------------------------- attribution
