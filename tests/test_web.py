@@ -303,6 +303,8 @@ def test_the_host_names_the_page_answers_to():
     assert set(allowed_hosts_for("127.0.0.1", None)) == set(LOOPBACK_HOSTS)
     assert "box.lan" in allowed_hosts_for("127.0.0.1", ["Box.lan"])
     assert allowed_hosts_for("0.0.0.0", None) is None  # bound beyond this computer, nothing named: any Host
+    assert allowed_hosts_for("0.0.0.0", [" "]) is None
+    assert {"box.lan", "fe80::1"} <= set(allowed_hosts_for("0.0.0.0", ["box.lan:8000", "[fe80::1]:8000"]))
     lan = allowed_hosts_for("0.0.0.0", ["192.168.1.5", "box.lan"])
     assert {"192.168.1.5", "box.lan", "localhost"} <= set(lan)
     client = TestClient(create_app(ProtectService(), allowed_hosts=lan), base_url="http://box.lan:8000")

@@ -27,10 +27,18 @@ def allowed_hosts_for(host: str, extra: Sequence[str] | None) -> tuple[str, ...]
     ``--allowed-host`` names; None (any) only when bound beyond this computer without such names."""
     from privattrib.web.app import LOOPBACK_HOSTS
 
-    extra = tuple(h.strip().lower() for h in (extra or ()) if h.strip())
+    extra = named_hosts(extra)
     if not _is_loopback(host) and not extra:
         return None
     return tuple(dict.fromkeys((*LOOPBACK_HOSTS, host.strip("[]").lower(), *extra)))
+
+
+def named_hosts(names: Sequence[str] | None) -> tuple[str, ...]:
+    """``--allowed-host`` values as the page compares them: lower case, without a port or IPv6
+    brackets (``Box.lan:8000`` -> ``box.lan``); blank ones dropped."""
+    from urllib.parse import urlsplit
+
+    return tuple(h for h in (urlsplit("//" + n.strip()).hostname for n in (names or ()) if n.strip()) if h)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -99,7 +107,7 @@ def register(app: typer.Typer) -> None:
                 f"this address on port {port} can use the page: upload photos to this machine, use its CPU, and "
                 "see what it answers. There is no login and no encryption (plain HTTP). Use the default "
                 "--host 127.0.0.1 unless you mean it.")
-            if not allowed_host:
+            if not named_hosts(allowed_host):
                 console.print("[yellow]Any Host header is accepted: give the names the page is reached by with "
                               "--allowed-host NAME so that a web page elsewhere cannot rebind a name of its own to "
                               "this address.[/yellow]")
