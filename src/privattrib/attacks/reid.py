@@ -37,6 +37,7 @@ The classifier is trained by the one shared loop of
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -525,31 +526,25 @@ def clean_identity_classifier(
     key = stable_hash(identity, length=20)
     path = Path(work_dir) / f"reid-clean-{cfg['arch']}-{key}.pt" if work_dir is not None else None
     dev = resolve_device(device)
-    if path is None:
-        return _clean_identity_classifier(train, cfg, seed, None, dev, progress, others)
     # grid shards that need the same model at once: one trains it, the others wait and load it
-    with file_lock(path.with_suffix(".lock")):
-        return _clean_identity_classifier(train, cfg, seed, path, dev, progress, others)
-
-
-def _clean_identity_classifier(train, cfg, seed, path, dev, progress, others) -> tuple[torch.nn.Module, bool]:
-    if path is not None and path.exists():
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        arch, options, _ = _split_cfg(cfg, seed, dev)
-        model = _build_classifier(arch, train.num_classes, tuple(train.images.shape), seed, options)
-        model.load_state_dict(state["state_dict"])
-        return model.to(dev).eval(), True
-    pretrain_on = (others.images, others.labels, others.num_classes) if others is not None else None
-    model = train_identity_classifier(train.images, train.labels, train.num_classes, arch_cfg=cfg, seed=seed,
-                                      device=dev, progress=progress, pretrain_on=pretrain_on)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        atomic_torch_save({"state_dict": state_dict, "cfg": cfg, "seed": seed}, path)
-        atomic_write_text(path.with_suffix(".json"), json.dumps(
-            {"arch_cfg": cfg, "classifier_config": getattr(model, "classifier_config", None), "seed": seed,
-             "n_train": len(train), "num_classes": train.num_classes}, indent=2, default=str))
-    return model, False
+    with file_lock(path.with_suffix(".lock")) if path is not None else contextlib.nullcontext():
+        if path is not None and path.exists():
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            arch, options, _ = _split_cfg(cfg, seed, dev)
+            model = _build_classifier(arch, train.num_classes, tuple(train.images.shape), seed, options)
+            model.load_state_dict(state["state_dict"])
+            return model.to(dev).eval(), True
+        pretrain_on = (others.images, others.labels, others.num_classes) if others is not None else None
+        model = train_identity_classifier(train.images, train.labels, train.num_classes, arch_cfg=cfg, seed=seed,
+                                          device=dev, progress=progress, pretrain_on=pretrain_on)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            atomic_torch_save({"state_dict": state_dict, "cfg": cfg, "seed": seed}, path)
+            atomic_write_text(path.with_suffix(".json"), json.dumps(
+                {"arch_cfg": cfg, "classifier_config": getattr(model, "classifier_config", None), "seed": seed,
+                 "n_train": len(train), "num_classes": train.num_classes}, indent=2, default=str))
+        return model, False
 
 
 def identity_accuracy(model: torch.nn.Module, images, labels, *, device="auto", top_k: int = 1) -> float:
